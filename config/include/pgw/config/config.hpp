@@ -1,0 +1,164 @@
+// pgwarden's configuration: plain structs with documented defaults, filled from TOML by one key table.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgw::config {
+
+using Duration = std::chrono::milliseconds;
+
+// libpq sslmode names (PostgreSQL docs 34.19.1); also used for the client leg (SPEC "Config conventions").
+enum class TlsMode : std::uint8_t { disable, allow, prefer, require, verify_ca, verify_full };
+enum class AuthMethod : std::uint8_t { scram_sha_256, md5, password, cert, trust };
+enum class PoolMode : std::uint8_t { session, transaction, statement };
+enum class LogLevel : std::uint8_t { trace, debug, info, warn, error };
+enum class LogFormat : std::uint8_t { text, json };
+
+std::string_view to_string(TlsMode m) noexcept;
+std::string_view to_string(AuthMethod m) noexcept;
+std::string_view to_string(PoolMode m) noexcept;
+
+// Where a value was written, for FILE:LINE:COL messages.
+struct Position {
+  std::string file;
+  std::uint32_t line = 1;
+  std::uint32_t column = 1;
+};
+
+struct Diagnostic {
+  Position where;
+  std::string message;
+  std::string to_string() const;  // "FILE:LINE:COL: message"
+};
+
+struct ListenAddress {
+  std::string host;  // an IP literal or a host name; "[::1]" is written without brackets here
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+struct ProxySettings {
+  std::vector<ListenAddress> listen{{"127.0.0.1", 6432}};
+  unsigned workers = 0;  // 0 = one per core
+  unsigned max_client_conn = 1000;
+  Duration shutdown_timeout = std::chrono::seconds(30);
+  std::vector<std::string> admin_users;
+  std::string metrics_listen;
+  std::vector<std::string> proxy_protocol_from;
+  std::uint32_t max_packet_size = 256u << 20;  // largest message pgwarden holds whole (not streamed)
+  Duration client_login_timeout = std::chrono::seconds(60);
+};
+
+struct ClientTlsSettings {
+  TlsMode mode = TlsMode::require;
+  std::filesystem::path cert;
+  std::filesystem::path key;
+  std::filesystem::path ca;
+  std::string min_version = "TLSv1.2";
+  std::string ciphers = "HIGH:!aNULL:!MD5";
+  std::string ciphersuites;
+};
+
+struct ServerTlsSettings {
+  TlsMode mode = TlsMode::verify_full;
+  std::filesystem::path ca;
+  std::filesystem::path cert;
+  std::filesystem::path key;
+  std::string min_version = "TLSv1.2";
+  std::string ciphers = "HIGH:!aNULL:!MD5";
+  std::string ciphersuites;
+};
+
+struct AuthSettings {
+  AuthMethod type = AuthMethod::scram_sha_256;
+  std::filesystem::path file;
+  std::string query;
+  std::string query_user;
+};
+
+struct PoolSettings {
+  PoolMode mode = PoolMode::transaction;
+  unsigned default_size = 20;
+  unsigned min_size = 0;
+  unsigned reserve_size = 0;
+  Duration reserve_timeout = std::chrono::seconds(5);
+  unsigned max_db_connections = 0;
+  unsigned max_user_connections = 0;
+  Duration server_lifetime = std::chrono::hours(1);
+  Duration server_idle_timeout = std::chrono::minutes(10);
+  Duration server_connect_timeout = std::chrono::seconds(15);
+  Duration query_wait_timeout = std::chrono::seconds(120);
+  Duration client_idle_timeout{0};
+  Duration idle_transaction_timeout{0};
+  std::string server_reset_query = "DISCARD ALL";
+  unsigned max_prepared_statements = 200;
+};
+
+struct DatabaseSettings {
+  std::string name;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5432;
+  std::string dbname;  // default: name
+  std::string user;    // "" = the client's user
+  std::string password;
+  PoolSettings pool;  // [pool] with this database's overrides applied
+};
+
+struct LogSettings {
+  LogLevel level = LogLevel::info;
+  LogFormat format = LogFormat::text;
+};
+
+struct Config {
+  std::filesystem::path path;  // the file it was read from
+  ProxySettings proxy;
+  ClientTlsSettings client_tls;
+  ServerTlsSettings server_tls;
+  AuthSettings auth;
+  PoolSettings pool;
+  std::vector<DatabaseSettings> databases;
+  LogSettings log;
+  // Where each key was written ("client_tls.cert", "database[0].host"), and each section ("client_tls").
+  std::map<std::string, Position, std::less<>> positions;
+
+  // The position of a key, else of its section, else the top of the file.
+  Position position_of(std::string_view key) const;
+  const DatabaseSettings* find_database(std::string_view name) const noexcept;
+};
+
+struct LoadResult {
+  std::optional<Config> config;  // set only when there are no diagnostics
+  std::vector<Diagnostic> diagnostics;
+};
+
+// Parses and validates a TOML document; paths inside it are resolved relative to the file's directory.
+LoadResult parse(std::string_view toml_text, const std::filesystem::path& file_name);
+LoadResult load(const std::filesystem::path& file);
+
+// Parses "500ms", "15s", "10m", "1h", "2d" (and "0"); nullopt if malformed.
+std::optional<Duration> parse_duration(std::string_view text) noexcept;
+// Parses "512", "64kB", "100MB", "1GB"; nullopt if malformed or above 2^63.
+std::optional<std::uint64_t> parse_size(std::string_view text) noexcept;
+
+// One row of the key table, for the reference documentation (`pgwarden --config-reference`).
+struct KeyInfo {
+  std::string_view section;
+  std::string_view name;
+  std::string_view type;
+  std::string_view default_value;
+  bool reloadable;
+  bool supported;
+  std::string_view description;
+};
+std::vector<KeyInfo> key_reference();
+// The reference as a Markdown table (docs/CONFIG.md is generated from it).
+std::string key_reference_markdown();
+
+}  // namespace pgw::config

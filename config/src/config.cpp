@@ -1,0 +1,981 @@
+// The TOML key table: parsing, defaults, "not supported yet" keys, validation and the reference docs.
+#include "pgw/config/config.hpp"
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+namespace pgw::config {
+
+std::string_view to_string(TlsMode m) noexcept {
+  switch (m) {
+    case TlsMode::disable:
+      return "disable";
+    case TlsMode::allow:
+      return "allow";
+    case TlsMode::prefer:
+      return "prefer";
+    case TlsMode::require:
+      return "require";
+    case TlsMode::verify_ca:
+      return "verify-ca";
+    case TlsMode::verify_full:
+      return "verify-full";
+  }
+  return "?";
+}
+
+std::string_view to_string(AuthMethod m) noexcept {
+  switch (m) {
+    case AuthMethod::scram_sha_256:
+      return "scram-sha-256";
+    case AuthMethod::md5:
+      return "md5";
+    case AuthMethod::password:
+      return "password";
+    case AuthMethod::cert:
+      return "cert";
+    case AuthMethod::trust:
+      return "trust";
+  }
+  return "?";
+}
+
+std::string_view to_string(PoolMode m) noexcept {
+  switch (m) {
+    case PoolMode::session:
+      return "session";
+    case PoolMode::transaction:
+      return "transaction";
+    case PoolMode::statement:
+      return "statement";
+  }
+  return "?";
+}
+
+std::string Diagnostic::to_string() const {
+  return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": " + message;
+}
+
+std::string ListenAddress::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+Position Config::position_of(std::string_view key) const {
+  for (std::string_view k = key;;) {
+    if (auto it = positions.find(k); it != positions.end()) return it->second;
+    auto dot = k.rfind('.');
+    if (dot == std::string_view::npos) break;
+    k = k.substr(0, dot);
+  }
+  return Position{path.string(), 1, 1};
+}
+
+const DatabaseSettings* Config::find_database(std::string_view name) const noexcept {
+  for (const auto& d : databases) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+std::optional<Duration> parse_duration(std::string_view text) noexcept {
+  std::uint64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc{} || p == text.data()) return std::nullopt;
+  std::string_view unit(p, static_cast<std::size_t>(text.data() + text.size() - p));
+  std::uint64_t ms_per = 0;
+  if (unit == "ms") {
+    ms_per = 1;
+  } else if (unit == "s") {
+    ms_per = 1000;
+  } else if (unit == "m" || unit == "min") {
+    ms_per = 60'000;
+  } else if (unit == "h") {
+    ms_per = 3'600'000;
+  } else if (unit == "d") {
+    ms_per = 86'400'000;
+  } else if (unit.empty() && n == 0) {
+    ms_per = 1;
+  } else {
+    return std::nullopt;
+  }
+  if (n > (std::uint64_t{1} << 40) / ms_per) return std::nullopt;  // about 35 years: plenty, and no overflow
+  return Duration(static_cast<Duration::rep>(n * ms_per));
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) noexcept {
+  std::uint64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc{} || p == text.data()) return std::nullopt;
+  std::string_view unit(p, static_cast<std::size_t>(text.data() + text.size() - p));
+  int shift = 0;
+  if (unit.empty() || unit == "B") {
+    shift = 0;
+  } else if (unit == "kB" || unit == "KB") {
+    shift = 10;
+  } else if (unit == "MB") {
+    shift = 20;
+  } else if (unit == "GB") {
+    shift = 30;
+  } else {
+    return std::nullopt;
+  }
+  if (n > (std::uint64_t{1} << (63 - shift))) return std::nullopt;  // n << shift <= 2^63, as documented
+  return n << shift;
+}
+
+namespace {
+
+Position position(const toml::source_region& r, const std::string& file) {
+  return Position{file, static_cast<std::uint32_t>(std::max<toml::source_index>(r.begin.line, 1)),
+                  static_cast<std::uint32_t>(std::max<toml::source_index>(r.begin.column, 1))};
+}
+
+// A key's parser: writes into the section struct, returns "" or what is wrong with the value.
+template <class S>
+using Apply = std::function<std::string(S&, const toml::node&)>;
+
+template <class S>
+struct KeyDef {
+  KeyInfo info;
+  Apply<S> apply;
+  // For keys this build does not implement: values that mean "off" are accepted (they ask for nothing).
+  std::function<bool(const toml::node&)> is_off;
+};
+
+std::string type_error(std::string_view expected, const toml::node& n) {
+  std::ostringstream s;
+  s << "expected " << expected << ", found " << n.type();
+  return s.str();
+}
+
+template <class S>
+Apply<S> string_key(std::string S::*m) {
+  return [m](S& s, const toml::node& n) -> std::string {
+    auto v = n.value<std::string>();
+    if (!n.is_string() || !v) return type_error("a string", n);
+    if (v->find('\0') != std::string::npos) return "string contains a NUL character";
+    s.*m = *v;
+    return {};
+  };
+}
+
+template <class S>
+Apply<S> path_key(std::filesystem::path S::*m) {
+  return [m](S& s, const toml::node& n) -> std::string {
+    auto v = n.value<std::string>();
+    if (!n.is_string() || !v) return type_error("a path string", n);
+    s.*m = *v;  // resolved against the config file's directory after parsing
+    return {};
+  };
+}
+
+template <class S, class T>
+Apply<S> uint_key(T S::*m, std::int64_t min, std::int64_t max) {
+  return [m, min, max](S& s, const toml::node& n) -> std::string {
+    if (!n.is_integer()) return type_error("an integer", n);
+    std::int64_t v = *n.value<std::int64_t>();
+    if (v < min || v > max) {
+      return "value " + std::to_string(v) + " is out of range [" + std::to_string(min) + ", " +
+             std::to_string(max) + "]";
+    }
+    s.*m = static_cast<T>(v);
+    return {};
+  };
+}
+
+template <class S>
+Apply<S> duration_key(Duration S::*m) {
+  return [m](S& s, const toml::node& n) -> std::string {
+    auto v = n.value<std::string>();
+    if (!n.is_string() || !v) return type_error("a duration string such as \"15s\"", n);
+    auto d = parse_duration(*v);
+    if (!d)
+      return "invalid duration \"" + *v +
+             "\": use a number with ms, s, m, h or d, such as \"500ms\" or \"15s\"";
+    s.*m = *d;
+    return {};
+  };
+}
+
+template <class S>
+Apply<S> size_key(std::uint32_t S::*m, std::uint64_t min, std::uint64_t max) {
+  return [m, min, max](S& s, const toml::node& n) -> std::string {
+    std::optional<std::uint64_t> v;
+    if (n.is_integer() && *n.value<std::int64_t>() >= 0) {
+      v = static_cast<std::uint64_t>(*n.value<std::int64_t>());
+    } else if (n.is_string()) {
+      v = parse_size(*n.value<std::string>());
+      if (!v) return "invalid size \"" + *n.value<std::string>() + "\": use a number with B, kB, MB or GB";
+    } else {
+      return type_error("a size such as \"100MB\"", n);
+    }
+    if (*v < min || *v > max) {
+      return "size " + std::to_string(*v) + " is out of range [" + std::to_string(min) + ", " +
+             std::to_string(max) + "] bytes";
+    }
+    s.*m = static_cast<std::uint32_t>(*v);
+    return {};
+  };
+}
+
+template <class S>
+Apply<S> bool_key(bool S::*m) {
+  return [m](S& s, const toml::node& n) -> std::string {
+    if (!n.is_boolean()) return type_error("true or false", n);
+    s.*m = *n.value<bool>();
+    return {};
+  };
+}
+
+template <class S>
+Apply<S> strings_key(std::vector<std::string> S::*m) {
+  return [m](S& s, const toml::node& n) -> std::string {
+    const toml::array* a = n.as_array();
+    if (a == nullptr) return type_error("an array of strings", n);
+    std::vector<std::string> out;
+    for (const auto& e : *a) {
+      auto v = e.value<std::string>();
+      if (!e.is_string() || !v) return type_error("an array of strings", n);
+      out.push_back(*v);
+    }
+    s.*m = std::move(out);
+    return {};
+  };
+}
+
+template <class E>
+struct EnumName {
+  std::string_view name;
+  E value;
+};
+
+template <class S, class E, std::size_t N>
+Apply<S> enum_key(E S::*m, const std::array<EnumName<E>, N>& names) {
+  return [m, names](S& s, const toml::node& n) -> std::string {
+    auto v = n.value<std::string>();
+    std::string allowed;
+    for (const auto& e : names) {
+      if (v && *v == e.name) {
+        s.*m = e.value;
+        return {};
+      }
+      allowed += allowed.empty() ? "" : ", ";
+      allowed += std::string(e.name);
+    }
+    if (!n.is_string()) return type_error("a string (one of: " + allowed + ")", n);
+    return "invalid value \"" + *v + "\": expected one of " + allowed;
+  };
+}
+
+constexpr std::array<EnumName<TlsMode>, 6> tls_modes{{{"disable", TlsMode::disable},
+                                                      {"allow", TlsMode::allow},
+                                                      {"prefer", TlsMode::prefer},
+                                                      {"require", TlsMode::require},
+                                                      {"verify-ca", TlsMode::verify_ca},
+                                                      {"verify-full", TlsMode::verify_full}}};
+constexpr std::array<EnumName<AuthMethod>, 5> auth_methods{{{"scram-sha-256", AuthMethod::scram_sha_256},
+                                                            {"md5", AuthMethod::md5},
+                                                            {"password", AuthMethod::password},
+                                                            {"cert", AuthMethod::cert},
+                                                            {"trust", AuthMethod::trust}}};
+constexpr std::array<EnumName<PoolMode>, 3> pool_modes{{{"session", PoolMode::session},
+                                                        {"transaction", PoolMode::transaction},
+                                                        {"statement", PoolMode::statement}}};
+constexpr std::array<EnumName<LogLevel>, 5> log_levels{{{"trace", LogLevel::trace},
+                                                        {"debug", LogLevel::debug},
+                                                        {"info", LogLevel::info},
+                                                        {"warn", LogLevel::warn},
+                                                        {"error", LogLevel::error}}};
+constexpr std::array<EnumName<LogFormat>, 2> log_formats{
+    {{"text", LogFormat::text}, {"json", LogFormat::json}}};
+
+// "host:port", "[v6]:port"; the host may be a name.
+std::string parse_listen(std::string_view text, ListenAddress& out) {
+  std::string_view host, port;
+  if (text.starts_with("[")) {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return "invalid listen address \"" + std::string(text) + "\": expected \"[v6-address]:port\"";
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) {
+      return "invalid listen address \"" + std::string(text) +
+             "\": expected \"host:port\" or \"[v6-address]:port\"";
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned p = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (host.empty() || ec != std::errc{} || ptr != port.data() + port.size() || p == 0 || p > 65535) {
+    return "invalid listen address \"" + std::string(text) + "\": port must be 1-65535 and host non-empty";
+  }
+  out.host = std::string(host);
+  out.port = static_cast<std::uint16_t>(p);
+  return {};
+}
+
+Apply<ProxySettings> listen_key() {
+  return [](ProxySettings& s, const toml::node& n) -> std::string {
+    const toml::array* a = n.as_array();
+    if (a == nullptr) return type_error("an array of \"host:port\" strings", n);
+    std::vector<ListenAddress> out;
+    for (const auto& e : *a) {
+      auto v = e.value<std::string>();
+      if (!e.is_string() || !v) return type_error("an array of \"host:port\" strings", n);
+      ListenAddress l;
+      if (auto err = parse_listen(*v, l); !err.empty()) return err;
+      out.push_back(std::move(l));
+    }
+    if (out.empty()) return "listen must name at least one address";
+    s.listen = std::move(out);
+    return {};
+  };
+}
+
+bool is_empty_string(const toml::node& n) {
+  return n.is_string() && n.value<std::string>()->empty();
+}
+bool is_empty_array(const toml::node& n) {
+  return n.is_array() && n.as_array()->empty();
+}
+bool is_false(const toml::node& n) {
+  return n.is_boolean() && !*n.value<bool>();
+}
+
+// The [pool] keys, shared by [pool] and by [[database]] (per-database overrides).
+std::vector<KeyDef<PoolSettings>> pool_keys() {
+  using P = PoolSettings;
+  const std::int64_t big = 1'000'000;
+  return {
+      {{"pool", "mode", "string", "\"transaction\"", true, true, "session | transaction | statement"},
+       enum_key(&P::mode, pool_modes),
+       {}},
+      {{"pool", "default_size", "integer", "20", true, true,
+        "server connections per (database, user) pool, shared by all worker threads"},
+       uint_key(&P::default_size, 1, big),
+       {}},
+      {{"pool", "min_size", "integer", "0", true, true, "idle server connections kept open per pool"},
+       uint_key(&P::min_size, 0, big),
+       {}},
+      {{"pool", "reserve_size", "integer", "0", true, true,
+        "extra connections a pool may open when a client has waited reserve_timeout"},
+       uint_key(&P::reserve_size, 0, big),
+       {}},
+      {{"pool", "reserve_timeout", "duration", "\"5s\"", true, true, "wait before the reserve may be used"},
+       duration_key(&P::reserve_timeout),
+       {}},
+      {{"pool", "max_db_connections", "integer", "0", true, true,
+        "server connections per database across users; 0 = unlimited"},
+       uint_key(&P::max_db_connections, 0, big),
+       {}},
+      {{"pool", "max_user_connections", "integer", "0", true, true,
+        "server connections per user across databases; 0 = unlimited"},
+       uint_key(&P::max_user_connections, 0, big),
+       {}},
+      {{"pool", "server_lifetime", "duration", "\"1h\"", true, true,
+        "an idle server connection older than this is closed; 0 = never"},
+       duration_key(&P::server_lifetime),
+       {}},
+      {{"pool", "server_idle_timeout", "duration", "\"10m\"", true, true,
+        "a server connection idle this long is closed; 0 = never"},
+       duration_key(&P::server_idle_timeout),
+       {}},
+      {{"pool", "server_connect_timeout", "duration", "\"15s\"", true, true,
+        "connect, TLS and login to PostgreSQL must finish within this"},
+       duration_key(&P::server_connect_timeout),
+       {}},
+      {{"pool", "query_wait_timeout", "duration", "\"120s\"", true, true,
+        "a client waiting this long for a server connection gets 57014; 0 = forever"},
+       duration_key(&P::query_wait_timeout),
+       {}},
+      {{"pool", "client_idle_timeout", "duration", "\"0s\"", true, true,
+        "a client idle this long (outside a transaction) is disconnected; 0 = off"},
+       duration_key(&P::client_idle_timeout),
+       {}},
+      {{"pool", "idle_transaction_timeout", "duration", "\"0s\"", true, true,
+        "a client idle inside a transaction this long is disconnected; 0 = off"},
+       duration_key(&P::idle_transaction_timeout),
+       {}},
+      {{"pool", "server_reset_query", "string", "\"DISCARD ALL\"", true, true,
+        "run on a server connection before it is reused (session mode)"},
+       string_key(&P::server_reset_query),
+       {}},
+      {{"pool", "max_prepared_statements", "integer", "200", true, true,
+        "protocol-level named statements cached per server connection (LRU); 0 = no tracking"},
+       uint_key(&P::max_prepared_statements, 0, big),
+       {}},
+  };
+}
+
+std::vector<KeyDef<ProxySettings>> proxy_keys() {
+  using S = ProxySettings;
+  return {
+      {{"proxy", "listen", "array of strings", "[\"127.0.0.1:6432\"]", false, true,
+        "addresses to listen on, \"host:port\" or \"[v6]:port\""},
+       listen_key(),
+       {}},
+      {{"proxy", "workers", "integer", "0", false, true, "I/O threads; 0 = one per core"},
+       uint_key(&S::workers, 0, 1024),
+       {}},
+      {{"proxy", "max_client_conn", "integer", "1000", true, true, "client connections accepted at once"},
+       uint_key(&S::max_client_conn, 1, 10'000'000),
+       {}},
+      {{"proxy", "shutdown_timeout", "duration", "\"30s\"", true, true,
+        "on SIGTERM/SIGINT, how long clients may finish their transactions"},
+       duration_key(&S::shutdown_timeout),
+       {}},
+      {{"proxy", "admin_users", "array of strings", "[]", true, false, "users allowed on the admin console"},
+       strings_key(&S::admin_users),
+       is_empty_array},
+      {{"proxy", "metrics_listen", "string", "\"\"", false, false, "Prometheus /metrics address; \"\" = off"},
+       string_key(&S::metrics_listen),
+       is_empty_string},
+      {{"proxy", "proxy_protocol_from", "array of strings", "[]", true, false,
+        "CIDRs of load balancers that must send a PROXY header"},
+       strings_key(&S::proxy_protocol_from),
+       is_empty_array},
+      {{"proxy", "max_packet_size", "size", "\"256MB\"", true, true,
+        "largest message pgwarden holds whole to inspect (Query, Parse, ...); rows and COPY data are "
+        "streamed"},
+       size_key(&S::max_packet_size, 1024, 0x3fffffff),
+       {}},
+      {{"proxy", "client_login_timeout", "duration", "\"60s\"", true, true,
+        "a client must finish TLS, startup and authentication within this"},
+       duration_key(&S::client_login_timeout),
+       {}},
+  };
+}
+
+std::vector<KeyDef<ClientTlsSettings>> client_tls_keys() {
+  using S = ClientTlsSettings;
+  return {
+      {{"client_tls", "mode", "string", "\"require\"", true, true,
+        "disable | allow | prefer | require | verify-ca | verify-full"},
+       enum_key(&S::mode, tls_modes),
+       {}},
+      {{"client_tls", "cert", "path", "\"\"", true, true, "certificate chain (PEM) pgwarden shows clients"},
+       path_key(&S::cert),
+       {}},
+      {{"client_tls", "key", "path", "\"\"", true, true, "private key (PEM) of cert"}, path_key(&S::key), {}},
+      {{"client_tls", "ca", "path", "\"\"", true, true,
+        "CA bundle for client certificates (verify-ca, verify-full)"},
+       path_key(&S::ca),
+       {}},
+      {{"client_tls", "min_version", "string", "\"TLSv1.2\"", true, true, "TLSv1.2 | TLSv1.3"},
+       string_key(&S::min_version),
+       {}},
+      {{"client_tls", "ciphers", "string", "\"HIGH:!aNULL:!MD5\"", true, true,
+        "TLS 1.2 cipher list (OpenSSL syntax)"},
+       string_key(&S::ciphers),
+       {}},
+      {{"client_tls", "ciphersuites", "string", "\"\"", true, true,
+        "TLS 1.3 suites; \"\" = OpenSSL's default"},
+       string_key(&S::ciphersuites),
+       {}},
+  };
+}
+
+std::vector<KeyDef<ServerTlsSettings>> server_tls_keys() {
+  using S = ServerTlsSettings;
+  return {
+      {{"server_tls", "mode", "string", "\"verify-full\"", true, true,
+        "libpq sslmode: disable | allow | prefer | require | verify-ca | verify-full"},
+       enum_key(&S::mode, tls_modes),
+       {}},
+      {{"server_tls", "ca", "path", "\"\"", true, true, "CA bundle that signs PostgreSQL's certificate"},
+       path_key(&S::ca),
+       {}},
+      {{"server_tls", "cert", "path", "\"\"", true, true, "client certificate for mutual TLS to PostgreSQL"},
+       path_key(&S::cert),
+       {}},
+      {{"server_tls", "key", "path", "\"\"", true, true, "private key of cert"}, path_key(&S::key), {}},
+      {{"server_tls", "min_version", "string", "\"TLSv1.2\"", true, true, "TLSv1.2 | TLSv1.3"},
+       string_key(&S::min_version),
+       {}},
+      {{"server_tls", "ciphers", "string", "\"HIGH:!aNULL:!MD5\"", true, true, "TLS 1.2 cipher list"},
+       string_key(&S::ciphers),
+       {}},
+      {{"server_tls", "ciphersuites", "string", "\"\"", true, true,
+        "TLS 1.3 suites; \"\" = OpenSSL's default"},
+       string_key(&S::ciphersuites),
+       {}},
+  };
+}
+
+std::vector<KeyDef<AuthSettings>> auth_keys() {
+  using S = AuthSettings;
+  return {
+      {{"auth", "type", "string", "\"scram-sha-256\"", true, true,
+        "client authentication: scram-sha-256 | md5 | password | cert | trust"},
+       enum_key(&S::type, auth_methods),
+       {}},
+      {{"auth", "file", "path", "\"\"", true, true,
+        "PgBouncer-format auth file: \"user\" \"plain | md5... | SCRAM-SHA-256$...\""},
+       path_key(&S::file),
+       {}},
+      {{"auth", "query", "string", "\"\"", true, false, "auth_query run to look up secrets"},
+       string_key(&S::query),
+       is_empty_string},
+      {{"auth", "query_user", "string", "\"\"", true, false, "server user that runs auth.query"},
+       string_key(&S::query_user),
+       is_empty_string},
+  };
+}
+
+std::vector<KeyDef<DatabaseSettings>> database_keys() {
+  using S = DatabaseSettings;
+  return {
+      {{"database", "name", "string", "(required)", true, true, "database name clients connect to"},
+       string_key(&S::name),
+       {}},
+      {{"database", "host", "string", "\"127.0.0.1\"", true, true,
+        "PostgreSQL host name or IP; a name is resolved again for every new server connection"},
+       string_key(&S::host),
+       {}},
+      {{"database", "port", "integer", "5432", true, true, "PostgreSQL port"},
+       uint_key(&S::port, 1, 65535),
+       {}},
+      {{"database", "dbname", "string", "name", true, true, "database name on the server"},
+       string_key(&S::dbname),
+       {}},
+      {{"database", "user", "string", "\"\"", true, true, "force this server user; \"\" = the client's user"},
+       string_key(&S::user),
+       {}},
+      {{"database", "password", "string", "\"\"", true, true,
+        "server password when the auth file holds no usable secret"},
+       string_key(&S::password),
+       {}},
+  };
+}
+
+std::vector<KeyDef<LogSettings>> log_keys() {
+  using S = LogSettings;
+  return {
+      {{"log", "level", "string", "\"info\"", true, true, "trace | debug | info | warn | error"},
+       enum_key(&S::level, log_levels),
+       {}},
+      {{"log", "format", "string", "\"text\"", true, true, "text | json"},
+       enum_key(&S::format, log_formats),
+       {}},
+  };
+}
+
+// Sections and keys the SPEC lists that this build does not implement yet: only "off" values are accepted.
+struct UnsupportedKey {
+  std::string_view name;
+  std::string_view type;
+  std::string_view default_value;
+  std::string_view description;
+  bool (*is_off)(const toml::node&);
+};
+constexpr UnsupportedKey audit_keys[] = {
+    {"enabled", "bool", "true", "write the audit log", is_false},
+    {"instance", "string", "\"\"", "instance name in every record; \"\" = host name", nullptr},
+    {"path", "path", "\"audit.jsonl\"", "audit log file", nullptr},
+    {"sinks", "array of strings", "[\"file\"]", "file | syslog | stdout", nullptr},
+    {"statements", "string", "\"mod\"", "none | ddl | mod | all", nullptr},
+    {"parameters", "string", "\"redact\"", "redact | log", nullptr},
+    {"rotate_size", "size", "\"100MB\"", "rotate the file at this size", nullptr},
+    {"rotate_keep", "integer", "10", "rotated files kept", nullptr},
+    {"fsync", "string", "\"batch\"", "every | batch | off", nullptr},
+    {"hmac_key_file", "path", "\"\"", "key for an HMAC chain", nullptr},
+    {"checkpoint_interval", "duration", "\"1m\"", "checkpoint records to the other sinks", nullptr},
+    {"literals", "string", "\"keep\"", "keep | redact", nullptr},
+    {"routines", "bool", "false", "also record DO and CALL", nullptr},
+    {"on_failure", "string", "\"block\"", "block | drop", nullptr},
+};
+constexpr UnsupportedKey access_keys[] = {
+    {"action", "string", "\"allow\"", "allow | deny", nullptr},
+    {"database", "array of strings", "[\"all\"]", "databases the rule matches", nullptr},
+    {"user", "array of strings", "[\"all\"]", "users the rule matches", nullptr},
+    {"address", "array of strings", "[]", "CIDRs the rule matches", nullptr},
+    {"tls", "bool", "false", "the connection must be TLS", nullptr},
+    {"method", "string", "auth.type", "auth method for matching connections", nullptr},
+};
+
+class Parser {
+ public:
+  Parser(const std::filesystem::path& file) : file_(file.string()) { cfg_.path = file; }
+
+  LoadResult run(const toml::table& root) {
+    static const std::set<std::string_view, std::less<>> sections{
+        "proxy", "client_tls", "server_tls", "auth", "pool", "database", "log", "audit", "access"};
+    for (auto&& [k, v] : root) {
+      std::string_view name = k.str();
+      if (!sections.contains(name)) {
+        error(k.source(), "unknown section or key '" + std::string(name) + "'" + suggest(name, sections));
+      }
+    }
+    table_section(root, "proxy", cfg_.proxy, proxy_keys());
+    table_section(root, "client_tls", cfg_.client_tls, client_tls_keys());
+    table_section(root, "server_tls", cfg_.server_tls, server_tls_keys());
+    table_section(root, "auth", cfg_.auth, auth_keys());
+    table_section(root, "pool", cfg_.pool, pool_keys());
+    table_section(root, "log", cfg_.log, log_keys());
+    databases(root);
+    unsupported_section(root, "audit", audit_keys, false);
+    unsupported_section(root, "access", access_keys, true);
+    resolve_paths();
+    validate();
+    // Keys come in name order (toml++ tables) and sections in a fixed order: report them in file order.
+    std::stable_sort(diags_.begin(), diags_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+    });
+    LoadResult r;
+    r.diagnostics = std::move(diags_);
+    if (r.diagnostics.empty()) r.config = std::move(cfg_);
+    return r;
+  }
+
+  void error(const toml::source_region& where, std::string message) {
+    diags_.push_back({position(where, file_), std::move(message)});
+  }
+  // A cross-key check on a key whose value was already refused would only repeat the problem.
+  void error_at(std::string_view key, std::string message) {
+    if (refused_keys_.contains(key)) return;
+    diags_.push_back({cfg_.position_of(key), std::move(message)});
+  }
+
+ private:
+  template <class S>
+  const toml::table* section_table(const toml::table& root, std::string_view name) {
+    const toml::node* n = root.get(name);
+    if (n == nullptr) return nullptr;
+    const toml::table* t = n->as_table();
+    if (t == nullptr) {
+      error(n->source(), "[" + std::string(name) + "] must be a table");
+      return nullptr;
+    }
+    cfg_.positions[std::string(name)] = position(n->source(), file_);
+    return t;
+  }
+
+  template <class S>
+  static const KeyDef<S>* find_key(const std::vector<KeyDef<S>>& keys, std::string_view name) {
+    auto it = std::find_if(keys.begin(), keys.end(), [&](const KeyDef<S>& d) { return d.info.name == name; });
+    return it == keys.end() ? nullptr : &*it;
+  }
+
+  template <class S>
+  void apply_one(const toml::key& k, const toml::node& v, std::string_view prefix, std::string_view section,
+                 S& target, const KeyDef<S>& def) {
+    std::string_view name = k.str();
+    cfg_.positions[std::string(prefix) + "." + std::string(name)] = position(k.source(), file_);
+    if (!def.info.supported && !(def.is_off && def.is_off(v))) {
+      error(k.source(),
+            std::string(section) + "." + std::string(name) + " is not supported yet by this build");
+      return;
+    }
+    if (auto err = def.apply(target, v); !err.empty()) {
+      error(v.source(), std::string(section) + "." + std::string(name) + ": " + err);
+      refused_keys_.insert(std::string(prefix) + "." + std::string(name));
+    }
+  }
+
+  template <class S>
+  void unknown_key(const toml::key& k, std::string_view section, const std::vector<KeyDef<S>>& keys,
+                   std::set<std::string_view, std::less<>> names = {}) {
+    for (const auto& d : keys)
+      names.insert(d.info.name);
+    error(k.source(), "unknown key '" + std::string(k.str()) + "' in [" + std::string(section) + "]" +
+                          suggest(k.str(), names));
+  }
+
+  template <class S>
+  void apply_keys(const toml::table& t, std::string_view prefix, std::string_view section, S& target,
+                  const std::vector<KeyDef<S>>& keys) {
+    for (auto&& [k, v] : t) {
+      if (const KeyDef<S>* def = find_key(keys, k.str())) {
+        apply_one(k, v, prefix, section, target, *def);
+      } else {
+        unknown_key(k, section, keys);
+      }
+    }
+  }
+
+  template <class S>
+  void table_section(const toml::table& root, std::string_view name, S& target,
+                     const std::vector<KeyDef<S>>& keys) {
+    if (const toml::table* t = section_table<S>(root, name)) apply_keys(*t, name, name, target, keys);
+  }
+
+  void databases(const toml::table& root) {
+    const toml::node* n = root.get("database");
+    if (n == nullptr) return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+      error(n->source(), "database entries must be written as [[database]] tables");
+      return;
+    }
+    cfg_.positions["database"] = position(n->source(), file_);
+    auto db_keys = database_keys();
+    // Pool overrides: any [pool] key by its own name, or PgBouncer's spellings pool_size and pool_mode.
+    auto pk = pool_keys();
+    auto aliases = pk;
+    for (auto& o : aliases) {
+      if (o.info.name == "default_size") o.info.name = "pool_size";
+      if (o.info.name == "mode") o.info.name = "pool_mode";
+    }
+    std::set<std::string_view, std::less<>> pool_names{"pool_size", "pool_mode"};
+    for (const auto& k : pk)
+      pool_names.insert(k.info.name);
+    std::size_t index = 0;
+    for (const auto& e : *arr) {
+      const toml::table& t = *e.as_table();
+      DatabaseSettings db;
+      db.pool = cfg_.pool;
+      std::string prefix = "database[" + std::to_string(index) + "]";
+      cfg_.positions[prefix] = position(t.source(), file_);
+      for (auto&& [k, v] : t) {
+        if (const auto* def = find_key(db_keys, k.str())) {
+          apply_one(k, v, prefix, "database", db, *def);
+        } else if (const auto* pdef = find_key(pk, k.str())) {
+          apply_one(k, v, prefix, "database", db.pool, *pdef);
+        } else if (const auto* adef = find_key(aliases, k.str())) {
+          apply_one(k, v, prefix, "database", db.pool, *adef);
+        } else {
+          unknown_key(k, "database", db_keys, pool_names);
+        }
+      }
+      if (t.contains("pool_size") && t.contains("default_size")) {
+        error(t.get("default_size")->source(), "set either pool_size or default_size, not both");
+      }
+      if (t.contains("pool_mode") && t.contains("mode")) {
+        error(t.get("mode")->source(), "set either pool_mode or mode, not both");
+      }
+      if (db.name.empty()) {
+        error(t.source(), "[[database]] needs a name");
+      }
+      if (db.dbname.empty()) db.dbname = db.name;
+      cfg_.databases.push_back(std::move(db));
+      ++index;
+    }
+  }
+
+  template <std::size_t N>
+  void unsupported_section(const toml::table& root, std::string_view name, const UnsupportedKey (&keys)[N],
+                           bool array_of_tables) {
+    const toml::node* n = root.get(name);
+    if (n == nullptr) return;
+    auto check = [&](const toml::table& t) {
+      for (auto&& [k, v] : t) {
+        std::string_view key_name = k.str();  // clang 14 cannot capture structured bindings
+        auto it = std::find_if(std::begin(keys), std::end(keys),
+                               [&](const UnsupportedKey& u) { return u.name == key_name; });
+        if (it == std::end(keys)) {
+          std::set<std::string_view, std::less<>> names;
+          for (const auto& u : keys)
+            names.insert(u.name);
+          error(k.source(), "unknown key '" + std::string(k.str()) + "' in [" + std::string(name) + "]" +
+                                suggest(k.str(), names));
+        } else if (!(it->is_off && it->is_off(v))) {
+          error(k.source(),
+                std::string(name) + "." + std::string(k.str()) + " is not supported yet by this build");
+        }
+      }
+    };
+    if (array_of_tables) {
+      const toml::array* arr = n->as_array();
+      if (arr == nullptr || !arr->is_array_of_tables()) {
+        error(n->source(),
+              std::string(name) + " entries must be written as [[" + std::string(name) + "]] tables");
+        return;
+      }
+      for (const auto& e : *arr) {
+        error(e.source(), "[[" + std::string(name) + "]] rules are not supported yet by this build");
+        check(*e.as_table());
+      }
+    } else if (const toml::table* t = n->as_table()) {
+      check(*t);
+    } else {
+      error(n->source(), "[" + std::string(name) + "] must be a table");
+    }
+  }
+
+  void resolve_paths() {
+    std::filesystem::path base = cfg_.path.parent_path();
+    auto resolve = [&](std::filesystem::path& p) {
+      if (!p.empty() && p.is_relative()) p = base / p;
+    };
+    resolve(cfg_.client_tls.cert);
+    resolve(cfg_.client_tls.key);
+    resolve(cfg_.client_tls.ca);
+    resolve(cfg_.server_tls.ca);
+    resolve(cfg_.server_tls.cert);
+    resolve(cfg_.server_tls.key);
+    resolve(cfg_.auth.file);
+  }
+
+  void validate() {
+    const auto& ct = cfg_.client_tls;
+    if (ct.mode != TlsMode::disable && (ct.cert.empty() || ct.key.empty())) {
+      error_at("client_tls.mode",
+               "client_tls.mode = \"" + std::string(to_string(ct.mode)) +
+                   "\" needs client_tls.cert and client_tls.key (or set mode = \"disable\")");
+    }
+    if ((ct.mode == TlsMode::verify_ca || ct.mode == TlsMode::verify_full) && ct.ca.empty()) {
+      error_at("client_tls.mode", "client_tls.mode = \"" + std::string(to_string(ct.mode)) +
+                                      "\" needs client_tls.ca, the CA that signs client certificates");
+    }
+    const auto& st = cfg_.server_tls;
+    if ((st.mode == TlsMode::verify_ca || st.mode == TlsMode::verify_full) && st.ca.empty()) {
+      error_at("server_tls.mode", "server_tls.mode = \"" + std::string(to_string(st.mode)) +
+                                      "\" needs server_tls.ca to verify PostgreSQL's certificate");
+    }
+    if (st.cert.empty() != st.key.empty()) {
+      error_at(st.cert.empty() ? "server_tls.key" : "server_tls.cert",
+               "server_tls.cert and server_tls.key must be set together");
+    }
+    for (auto [key, v] : {std::pair{"client_tls.min_version", &ct.min_version},
+                          std::pair{"server_tls.min_version", &st.min_version}}) {
+      if (*v != "TLSv1.2" && *v != "TLSv1.3") {
+        error_at(key, std::string(key) + " = \"" + *v +
+                          "\": use \"TLSv1.2\" or \"TLSv1.3\" (older versions are refused)");
+      }
+    }
+    if (cfg_.auth.type != AuthMethod::scram_sha_256) {
+      error_at("auth.type", "auth.type = \"" + std::string(to_string(cfg_.auth.type)) +
+                                "\" is not supported yet by this build (supported: scram-sha-256)");
+    }
+    if (cfg_.auth.file.empty()) {
+      error_at("auth", "auth.file is required: the PgBouncer-format file holding each user's secret");
+    }
+    if (cfg_.databases.empty()) {
+      error_at("database", "no [[database]] is configured: clients would have nothing to connect to");
+    }
+    std::set<std::string, std::less<>> names;
+    for (std::size_t i = 0; i < cfg_.databases.size(); ++i) {
+      const auto& d = cfg_.databases[i];
+      std::string prefix = "database[" + std::to_string(i) + "]";
+      if (!d.name.empty() && !names.insert(d.name).second) {
+        error_at(prefix + ".name", "database \"" + d.name + "\" is configured twice");
+      }
+      if (d.host.empty()) error_at(prefix + ".host", "database host must not be empty");
+      validate_pool(d.pool, prefix);
+    }
+    validate_pool(cfg_.pool, "pool");
+  }
+
+  void validate_pool(const PoolSettings& p, const std::string& prefix) {
+    auto key = [&](std::string_view k) { return prefix + "." + std::string(k); };
+    bool own_mode =
+        prefix == "pool" || cfg_.positions.contains(key("pool_mode")) || cfg_.positions.contains(key("mode"));
+    if (own_mode && p.mode != PoolMode::session) {
+      std::string where = cfg_.positions.contains(key("pool_mode")) ? key("pool_mode") : key("mode");
+      error_at(where, "pool mode \"" + std::string(to_string(p.mode)) +
+                          "\" is not supported yet by this build: set mode = \"session\" in [pool]");
+    }
+  }
+
+  static std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j)
+      prev[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      }
+      std::swap(prev, cur);
+    }
+    return prev[b.size()];
+  }
+
+  static std::string suggest(std::string_view name, const std::set<std::string_view, std::less<>>& known) {
+    std::string_view best;
+    std::size_t best_d = 3;
+    for (auto k : known) {
+      std::size_t d = edit_distance(name, k);
+      if (d < best_d) {
+        best_d = d;
+        best = k;
+      }
+    }
+    return best.empty() ? std::string{} : " (did you mean '" + std::string(best) + "'?)";
+  }
+
+  std::string file_;
+  Config cfg_;
+  std::vector<Diagnostic> diags_;
+  std::set<std::string, std::less<>> refused_keys_;
+};
+
+}  // namespace
+
+LoadResult parse(std::string_view toml_text, const std::filesystem::path& file_name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, file_name.string());
+  } catch (const toml::parse_error& e) {
+    LoadResult r;
+    r.diagnostics.push_back({position(e.source(), file_name.string()), std::string(e.description())});
+    return r;
+  }
+  return Parser(file_name).run(root);
+}
+
+LoadResult load(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    LoadResult r;
+    r.diagnostics.push_back({Position{file.string(), 1, 1}, "cannot read the config file"});
+    return r;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), file);
+}
+
+std::vector<KeyInfo> key_reference() {
+  std::vector<KeyInfo> out;
+  auto add = [&](const auto& keys) {
+    for (const auto& k : keys)
+      out.push_back(k.info);
+  };
+  add(proxy_keys());
+  add(client_tls_keys());
+  add(server_tls_keys());
+  add(auth_keys());
+  add(pool_keys());
+  add(database_keys());
+  add(log_keys());
+  for (const auto& k : audit_keys)
+    out.push_back({"audit", k.name, k.type, k.default_value, false, false, k.description});
+  for (const auto& k : access_keys) {
+    out.push_back({"access", k.name, k.type, k.default_value, true, false, k.description});
+  }
+  return out;
+}
+
+std::string key_reference_markdown() {
+  // A '|' inside a cell would end it.
+  auto cell = [](std::string_view text) {
+    std::string out;
+    for (char c : text) {
+      if (c == '|') out += '\\';
+      out += c;
+    }
+    return out;
+  };
+  std::ostringstream s;
+  s << "| key | type | default | reload | description |\n|---|---|---|---|---|\n";
+  for (const auto& k : key_reference()) {
+    s << "| `" << k.section << "." << k.name << "` | " << k.type << " | `" << k.default_value << "` | "
+      << (k.reloadable ? "yes" : "restart") << " | " << cell(k.description)
+      << (k.supported ? "" : " (not supported yet: only its off value is accepted)") << " |\n";
+  }
+  return s.str();
+}
+
+}  // namespace pgw::config

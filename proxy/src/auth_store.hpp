@@ -1,0 +1,36 @@
+// Users and their secrets from the auth file, classified once at load (plain passwords get a derived SCRAM
+// secret).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pgw/config/config.hpp"
+#include "pgw/protocol/client_auth.hpp"
+
+namespace pgw::proxy {
+
+class AuthStore {
+ public:
+  struct LoadResult {
+    std::shared_ptr<const AuthStore> store;  // null when there are diagnostics
+    std::vector<config::Diagnostic> diagnostics;
+  };
+  static LoadResult load(const std::filesystem::path& file);
+  static LoadResult parse(std::string_view text, const std::filesystem::path& file_name);
+
+  const protocol::UserSecret* find(std::string_view user) const noexcept;
+  std::size_t size() const noexcept { return users_.size(); }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, protocol::UserSecret, Hash, std::equal_to<>> users_;
+};
+
+}  // namespace pgw::proxy

@@ -1,0 +1,47 @@
+// Random cancel keys; lookups compare the secret in constant time so timing reveals nothing about it.
+#include "cancel_registry.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+namespace pgw::proxy {
+
+protocol::CancelRequest CancelRegistry::add(const std::shared_ptr<CancelSlot>& slot) {
+  std::lock_guard lock(mutex_);
+  for (;;) {
+    std::uint32_t raw[2];
+    RAND_bytes(reinterpret_cast<unsigned char*>(raw), sizeof raw);
+    // Positive process ids, as PostgreSQL's are; some clients print them.
+    auto pid = static_cast<std::int32_t>(raw[0] & 0x7fffffff);
+    if (pid == 0 || entries_.contains(pid)) continue;
+    auto secret = static_cast<std::int32_t>(raw[1]);
+    entries_.emplace(pid, Entry{secret, slot});
+    return {pid, secret};
+  }
+}
+
+void CancelRegistry::remove(std::int32_t process_id) {
+  std::lock_guard lock(mutex_);
+  entries_.erase(process_id);
+}
+
+std::optional<CancelTarget> CancelRegistry::find(protocol::CancelRequest key) const {
+  std::shared_ptr<CancelSlot> slot;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key.process_id);
+    if (it == entries_.end()) return std::nullopt;
+    if (CRYPTO_memcmp(&it->second.secret_key, &key.secret_key, sizeof key.secret_key) != 0)
+      return std::nullopt;
+    slot = it->second.slot.lock();
+  }
+  if (!slot) return std::nullopt;
+  return slot->get();
+}
+
+std::size_t CancelRegistry::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+}  // namespace pgw::proxy

@@ -1,0 +1,58 @@
+// Cancel keys pgwarden hands its clients, and where each one's CancelRequest must go right now.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "pgw/protocol/messages.hpp"
+#include "pgw/tls/stream.hpp"
+
+namespace pgw::proxy {
+
+// The server backend serving a client at this moment.
+struct CancelTarget {
+  tls::tcp::endpoint endpoint;
+  std::string host;
+  protocol::CancelRequest server_key;
+};
+
+// Owned by a client session; read by whichever thread receives that client's CancelRequest.
+class CancelSlot {
+ public:
+  void set(std::optional<CancelTarget> target) {
+    std::lock_guard lock(mutex_);
+    target_ = std::move(target);
+  }
+  std::optional<CancelTarget> get() const {
+    std::lock_guard lock(mutex_);
+    return target_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::optional<CancelTarget> target_;
+};
+
+class CancelRegistry {
+ public:
+  // A fresh key, unique among live sessions, tied to the slot.
+  protocol::CancelRequest add(const std::shared_ptr<CancelSlot>& slot);
+  void remove(std::int32_t process_id);
+  // The target for an exact key match (the secret compared in constant time), else nullopt.
+  std::optional<CancelTarget> find(protocol::CancelRequest key) const;
+  std::size_t size() const;
+
+ private:
+  struct Entry {
+    std::int32_t secret_key;
+    std::weak_ptr<CancelSlot> slot;
+  };
+  mutable std::mutex mutex_;
+  std::unordered_map<std::int32_t, Entry> entries_;
+};
+
+}  // namespace pgw::proxy

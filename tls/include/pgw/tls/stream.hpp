@@ -1,0 +1,110 @@
+// A TCP connection that may be upgraded to TLS in an explicit step; reactor-style I/O on a non-blocking
+// socket.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+
+namespace pgw::tls {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+// Why a TLS operation failed; details are in Stream::error_detail().
+enum class TlsError {
+  handshake_failed = 1,  // the peer or OpenSSL broke off the handshake
+  verify_failed,         // the peer's certificate does not verify (chain or name)
+  protocol_error,        // TLS error after the handshake
+  no_alpn,               // direct TLS without ALPN "postgresql"
+};
+const boost::system::error_category& tls_category() noexcept;
+inline error_code make_error_code(TlsError e) noexcept {
+  return {static_cast<int>(e), tls_category()};
+}
+
+// What the audit log and the logs say about a TLS connection.
+struct TlsInfo {
+  std::string version;                          // "TLSv1.3"
+  std::string cipher;                           // "TLS_AES_256_GCM_SHA384"
+  std::optional<std::string> peer_subject;      // RFC 2253 subject of the peer certificate, if any
+  std::optional<std::string> peer_common_name;  // its CN, if any
+};
+
+struct ConnectOptions {
+  std::string host;  // SNI (names only, like libpq's sslsni) and the name or IP verified
+  bool verify_chain = true;
+  bool verify_host = true;
+};
+
+class Stream {
+ public:
+  explicit Stream(tcp::socket socket);
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream();
+
+  tcp::socket& socket() noexcept { return socket_; }
+  bool is_tls() const noexcept { return ssl_ != nullptr; }
+  SSL* ssl() const noexcept { return ssl_; }
+  bool is_open() const noexcept { return socket_.is_open(); }
+
+  // Waits until the socket is readable and returns its first byte without consuming it (direct TLS
+  // detection).
+  asio::awaitable<std::pair<error_code, std::uint8_t>> peek_byte();
+
+  // TLS handshakes. The socket must have no bytes buffered by us: OpenSSL reads the socket itself.
+  asio::awaitable<error_code> handshake_as_server(SSL_CTX* ctx);
+  asio::awaitable<error_code> handshake_as_client(SSL_CTX* ctx, const ConnectOptions& options);
+
+  // Reads what is available (at least one byte); eof as asio::error::eof.
+  asio::awaitable<std::pair<error_code, std::size_t>> read_some(std::span<std::uint8_t> buffer);
+  // Non-blocking read of what is available now: would_block when nothing is.
+  std::pair<error_code, std::size_t> try_read(std::span<std::uint8_t> buffer);
+  asio::awaitable<error_code> write_all(std::span<const std::uint8_t> data);
+  // Waits until a read would make progress, without holding a buffer (idle connections hold no I/O memory).
+  asio::awaitable<error_code> wait_readable();
+  // One non-blocking attempt to send a small message (a final ErrorResponse); true if all of it went out.
+  bool try_write_all(std::span<const std::uint8_t> data) noexcept;
+
+  // Sends close_notify if TLS (without waiting), then closes the socket. Pending operations end with
+  // operation_aborted.
+  void close() noexcept;
+
+  // Moves the connection to another io_context (a server connection handed to a client on another thread).
+  // Only while no operation is pending.
+  void rebind(const asio::any_io_executor& executor);
+
+  TlsInfo info() const;
+  // tls-server-end-point channel binding data (RFC 5929): the hash of our certificate (as server) or of the
+  // peer's (as client); empty when not TLS.
+  std::string channel_binding_hash(bool own_certificate) const;
+  // The ALPN protocol negotiated, empty if none.
+  std::string_view alpn() const noexcept;
+  const std::string& error_detail() const noexcept { return error_detail_; }
+
+ private:
+  asio::awaitable<error_code> drive_handshake();
+  error_code ssl_failure(int ret, bool handshake);
+
+  tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+  std::string error_detail_;
+};
+
+// Expected disconnects (peer closed, reset, broken pipe, TLS truncation): logged at debug, not error.
+bool is_expected_disconnect(const error_code& ec) noexcept;
+
+}  // namespace pgw::tls
+
+template <>
+struct boost::system::is_error_code_enum<pgw::tls::TlsError> : std::true_type {};

@@ -1,0 +1,340 @@
+// Reactor-style reads and writes: try the non-blocking call first, wait for readiness only on would-block.
+#include "pgw/tls/stream.hpp"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "pgw/tls/context.hpp"
+
+namespace pgw::tls {
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored \
+    "-Wnon-virtual-dtor"  // Boost's error_category has a protected non-virtual dtor
+class TlsCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "pgwarden.tls"; }
+  std::string message(int ev) const override {
+    switch (static_cast<TlsError>(ev)) {
+      case TlsError::handshake_failed:
+        return "TLS handshake failed";
+      case TlsError::verify_failed:
+        return "certificate verification failed";
+      case TlsError::protocol_error:
+        return "TLS protocol error";
+      case TlsError::no_alpn:
+        return "direct TLS connection without ALPN \"postgresql\"";
+    }
+    return "TLS error";
+  }
+};
+#pragma GCC diagnostic pop
+
+std::optional<std::string> name_text(X509_NAME* name) {
+  if (name == nullptr) return std::nullopt;
+  BIO* bio = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  return out;
+}
+
+std::optional<std::string> common_name(X509_NAME* name) {
+  if (name == nullptr) return std::nullopt;
+  int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  if (idx < 0) return std::nullopt;
+  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, data);
+  if (len < 0) return std::nullopt;
+  std::string out(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len));
+  OPENSSL_free(utf8);
+  // A CN with an embedded NUL is a forgery attempt; never let it match a user name.
+  if (out.find('\0') != std::string::npos) return std::nullopt;
+  return out;
+}
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+}  // namespace
+
+const boost::system::error_category& tls_category() noexcept {
+  static const TlsCategory category;
+  return category;
+}
+
+bool is_expected_disconnect(const error_code& ec) noexcept {
+  return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+         ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated ||
+         ec == asio::error::not_connected || ec == asio::error::bad_descriptor;
+}
+
+Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.set_option(tcp::no_delay(true), ec);
+}
+
+Stream::~Stream() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+}
+
+asio::awaitable<std::pair<error_code, std::uint8_t>> Stream::peek_byte() {
+  for (;;) {
+    std::uint8_t b = 0;
+    ssize_t n = ::recv(socket_.native_handle(), &b, 1, MSG_PEEK);
+    if (n == 1) co_return std::pair{error_code{}, b};
+    if (n == 0) co_return std::pair{error_code(asio::error::eof), std::uint8_t{0}};
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      co_return std::pair{error_code(errno, boost::system::system_category()), std::uint8_t{0}};
+    }
+    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+    if (ec) co_return std::pair{ec, std::uint8_t{0}};
+  }
+}
+
+error_code Stream::ssl_failure(int ret, bool handshake) {
+  int err = SSL_get_error(ssl_, ret);
+  switch (err) {
+    case SSL_ERROR_ZERO_RETURN:
+      return asio::error::eof;
+    case SSL_ERROR_SYSCALL:
+      if (errno == ECONNRESET) return asio::error::connection_reset;
+      if (errno == EPIPE) return asio::error::broken_pipe;
+      // OpenSSL 3 reports an EOF without close_notify as SSL_ERROR_SSL with "unexpected eof"; older paths
+      // here.
+      error_detail_ = "connection closed during TLS";
+      return handshake ? error_code(TlsError::handshake_failed)
+                       : error_code(asio::ssl::error::stream_truncated);
+    default: {
+      unsigned long e = ERR_peek_error();
+      if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
+        error_detail_ = "connection closed without TLS close_notify";
+        return handshake ? error_code(TlsError::handshake_failed)
+                         : error_code(asio::ssl::error::stream_truncated);
+      }
+      error_detail_ = last_openssl_error();
+      if (handshake) {
+        long verify = SSL_get_verify_result(ssl_);
+        if (verify != X509_V_OK) {
+          error_detail_ = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+          return TlsError::verify_failed;
+        }
+        return TlsError::handshake_failed;
+      }
+      return TlsError::protocol_error;
+    }
+  }
+}
+
+asio::awaitable<error_code> Stream::drive_handshake() {
+  for (;;) {
+    ERR_clear_error();
+    int ret = SSL_do_handshake(ssl_);
+    if (ret == 1) co_return error_code{};
+    int err = SSL_get_error(ssl_, ret);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      auto [ec] = co_await socket_.async_wait(
+          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, use_tuple);
+      if (ec) co_return ec;
+      continue;
+    }
+    co_return ssl_failure(ret, true);
+  }
+}
+
+asio::awaitable<error_code> Stream::handshake_as_server(SSL_CTX* ctx) {
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+    error_detail_ = last_openssl_error();
+    co_return error_code(TlsError::handshake_failed);
+  }
+  SSL_set_accept_state(ssl_);
+  co_return co_await drive_handshake();
+}
+
+asio::awaitable<error_code> Stream::handshake_as_client(SSL_CTX* ctx, const ConnectOptions& options) {
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+    error_detail_ = last_openssl_error();
+    co_return error_code(TlsError::handshake_failed);
+  }
+  bool ip = is_ip_literal(options.host);
+  // SNI for host names only, as libpq (sslsni=1) does.
+  if (!ip && !options.host.empty()) {
+    // SSL_set_tlsext_host_name is a macro with a C cast; this is what it expands to.
+    SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(options.host.c_str()));
+  }
+  SSL_set_verify(ssl_, options.verify_chain ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  if (options.verify_host) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    // Subject alternative names first; the CN only when there is no DNS name (RFC 6125, as libpq).
+    int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, options.host.c_str())
+                : X509_VERIFY_PARAM_set1_host(param, options.host.c_str(), options.host.size());
+    if (ok != 1) {
+      error_detail_ = "cannot verify host name \"" + options.host + "\"";
+      co_return error_code(TlsError::verify_failed);
+    }
+  }
+  SSL_set_connect_state(ssl_);
+  co_return co_await drive_handshake();
+}
+
+std::pair<error_code, std::size_t> Stream::try_read(std::span<std::uint8_t> buffer) {
+  if (ssl_ != nullptr) {
+    ERR_clear_error();
+    std::size_t n = 0;
+    int ret = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
+    if (ret == 1) return {error_code{}, n};
+    int err = SSL_get_error(ssl_, ret);
+    if (err == SSL_ERROR_WANT_READ) return {asio::error::would_block, 0};
+    if (err == SSL_ERROR_WANT_WRITE) return {asio::error::try_again, 0};  // renegotiation-like: wait writable
+    return {ssl_failure(ret, false), 0};
+  }
+  error_code ec;
+  std::size_t n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+  return {ec, n};
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> Stream::read_some(std::span<std::uint8_t> buffer) {
+  for (;;) {
+    auto [ec, n] = try_read(buffer);
+    if (!ec) co_return std::pair{ec, n};
+    if (ec != asio::error::would_block && ec != asio::error::try_again)
+      co_return std::pair{ec, std::size_t{0}};
+    auto [wec] = co_await socket_.async_wait(
+        ec == asio::error::would_block ? tcp::socket::wait_read : tcp::socket::wait_write, use_tuple);
+    if (wec) co_return std::pair{wec, std::size_t{0}};
+  }
+}
+
+asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data) {
+  while (!data.empty()) {
+    error_code ec;
+    std::size_t n = 0;
+    tcp::socket::wait_type wait = tcp::socket::wait_write;
+    if (ssl_ != nullptr) {
+      ERR_clear_error();
+      int ret = SSL_write_ex(ssl_, data.data(), data.size(), &n);
+      if (ret != 1) {
+        int err = SSL_get_error(ssl_, ret);
+        if (err == SSL_ERROR_WANT_WRITE) {
+          ec = asio::error::would_block;
+        } else if (err == SSL_ERROR_WANT_READ) {
+          ec = asio::error::would_block;
+          wait = tcp::socket::wait_read;
+        } else {
+          co_return ssl_failure(ret, false);
+        }
+      }
+    } else {
+      n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+    }
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      auto [wec] = co_await socket_.async_wait(wait, use_tuple);
+      if (wec) co_return wec;
+      continue;
+    }
+    if (ec) co_return ec;
+    data = data.subspan(n);
+  }
+  co_return error_code{};
+}
+
+asio::awaitable<error_code> Stream::wait_readable() {
+  if (ssl_ != nullptr && SSL_has_pending(ssl_) == 1) co_return error_code{};
+  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+  co_return ec;
+}
+
+bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {
+  if (!socket_.is_open()) return false;
+  if (ssl_ != nullptr) {
+    if (!SSL_is_init_finished(ssl_)) return false;
+    ERR_clear_error();
+    std::size_t n = 0;
+    bool ok = SSL_write_ex(ssl_, data.data(), data.size(), &n) == 1 && n == data.size();
+    ERR_clear_error();
+    return ok;
+  }
+  error_code ec;
+  std::size_t n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+  return !ec && n == data.size();
+}
+
+void Stream::close() noexcept {
+  if (!socket_.is_open()) return;
+  if (ssl_ != nullptr && SSL_is_init_finished(ssl_)) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // one attempt: queue close_notify, never wait for the peer's
+    ERR_clear_error();
+  }
+  error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+}
+
+void Stream::rebind(const asio::any_io_executor& executor) {
+  error_code ec;
+  auto protocol = socket_.local_endpoint(ec).protocol();
+  int fd = socket_.release(ec);
+  if (ec) return;
+  tcp::socket moved(executor);
+  moved.assign(protocol, fd, ec);
+  moved.non_blocking(true, ec);
+  socket_ = std::move(moved);
+}
+
+TlsInfo Stream::info() const {
+  TlsInfo i;
+  if (ssl_ == nullptr) return i;
+  i.version = SSL_get_version(ssl_);
+  i.cipher = SSL_get_cipher_name(ssl_);
+  if (X509* peer = SSL_get0_peer_certificate(ssl_)) {
+    i.peer_subject = name_text(X509_get_subject_name(peer));
+    i.peer_common_name = common_name(X509_get_subject_name(peer));
+  }
+  return i;
+}
+
+std::string Stream::channel_binding_hash(bool own_certificate) const {
+  if (ssl_ == nullptr) return {};
+  X509* cert = own_certificate ? SSL_get_certificate(ssl_) : SSL_get0_peer_certificate(ssl_);
+  if (cert == nullptr) return {};
+  int md_nid = NID_undef;
+  if (X509_get_signature_info(cert, &md_nid, nullptr, nullptr, nullptr) != 1) return {};
+  // RFC 5929 4.1: MD5 and SHA-1 are replaced by SHA-256.
+  const EVP_MD* md = (md_nid == NID_md5 || md_nid == NID_sha1) ? EVP_sha256() : EVP_get_digestbynid(md_nid);
+  if (md == nullptr) return {};
+  unsigned char hash[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (X509_digest(cert, md, hash, &len) != 1) return {};
+  return std::string(reinterpret_cast<char*>(hash), len);
+}
+
+std::string_view Stream::alpn() const noexcept {
+  if (ssl_ == nullptr) return {};
+  const unsigned char* data = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl_, &data, &len);
+  return {reinterpret_cast<const char*>(data), len};
+}
+
+}  // namespace pgw::tls
