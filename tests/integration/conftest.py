@@ -147,10 +147,19 @@ def env(tmp_path, certs, cluster, request):
     e = Env(tmp_path, certs, cluster)
     yield e
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    sanitizer_reports = []
     for p in e.instances:
         p.stop()
+        log = p.log()
         if failed:
-            print(f"--- pgwarden log ({p.dir}) ---\n{p.log()[-6000:]}")
+            print(f"--- pgwarden log ({p.dir}) ---\n{log[-6000:]}")
+        # Under scripts/test --asan, a sanitizer report anywhere fails the test that produced it.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                at = log.index(marker)
+                sanitizer_reports.append(f"{p.dir}: {log[max(0, at - 200):at + 3000]}")
+    if sanitizer_reports:
+        pytest.fail("sanitizer report in pgwarden's output:\n" + "\n".join(sanitizer_reports), pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -13,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "pgw/pool/statements.hpp"
+#include "pgw/pool/tracker.hpp"
 #include "pgw/protocol/messages.hpp"
 #include "pgw/protocol/server_login.hpp"
 #include "pgw/tls/context.hpp"
@@ -56,6 +59,11 @@ struct ServerConnection {
   Clock::time_point created = Clock::now();
   Clock::time_point last_used = Clock::now();
   std::uint64_t id = 0;
+  Tracker tracker;              // what this connection still owes whoever is attached
+  ServerStatements statements;  // protocol-level statements prepared here (transaction pooling)
+  // Settings pgwarden SET on this connection that PostgreSQL does not report with ParameterStatus.
+  std::vector<std::pair<std::string, std::string>> applied;
+  std::atomic<int> cancels_in_flight{0};  // a cancel request for this backend is on its way
 
   std::string describe() const;  // "host:port (pid N)"
   std::string_view parameter(std::string_view name) const noexcept;

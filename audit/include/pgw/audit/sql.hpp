@@ -1,0 +1,18 @@
+// SQL text, read with PostgreSQL 15's own scanner (libpg_query): the first keyword of each statement of a
+// simple-query or Parse text, for the statements pooling must refuse.
+#pragma once
+
+#include <string_view>
+
+namespace pgw::audit {
+
+// Keywords a statement can start with that matter here.
+enum class Leading : unsigned char { listen, begin };
+
+// True if some top-level statement in `sql` starts with `keyword` (BEGIN also means START TRANSACTION).
+// Comments, string literals, quoted identifiers and dollar-quoted bodies are the scanner's business, so a
+// "listen" inside any of them never matches. A cheap case-insensitive search decides first whether the
+// scanner is worth running (2-9 us per statement): almost every statement skips it.
+bool has_statement_starting_with(std::string_view sql, Leading keyword);
+
+}  // namespace pgw::audit

@@ -1,0 +1,381 @@
+// Pools: PoolCore's decisions carried out with sockets, timers and cross-thread hand-offs.
+#include "pgw/pool/pool.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cerrno>
+
+namespace pgw::pool {
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint8_t terminate_message[] = {'X', 0, 0, 0, 4};
+}  // namespace
+
+bool CountedSlots::try_take() {
+  unsigned limit = limit_.load(std::memory_order_acquire);
+  unsigned current = used_.load(std::memory_order_acquire);
+  do {
+    if (limit != 0 && current >= limit) return false;
+  } while (!used_.compare_exchange_weak(current, current + 1, std::memory_order_acq_rel));
+  return true;
+}
+
+bool SlotPair::try_take() {
+  if (!db_.try_take()) return false;
+  if (!user_.try_take()) {
+    db_.give_back();
+    return false;
+  }
+  return true;
+}
+
+bool looks_alive(ServerConnection& c) noexcept {
+  if (!c.stream.is_open()) return false;
+  if (c.stream.ssl() != nullptr && SSL_pending(c.stream.ssl()) > 0) return false;
+  std::uint8_t b = 0;
+  ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n >= 0) return false;  // EOF, or bytes nobody asked for (a FATAL before the server closed)
+  return errno == EAGAIN || errno == EWOULDBLOCK;
+}
+
+Pool::Pool(PoolManager& manager, std::string database, std::string user, PoolLimits limits,
+           SharedSlots* slots)
+    : manager_(manager),
+      database_(std::move(database)),
+      user_(std::move(user)),
+      core_(limits, manager.workers(), slots) {}
+
+void Pool::set_connect_request(ConnectRequest request) {
+  std::lock_guard lock(mutex_);
+  request_ = std::move(request);
+}
+
+void Pool::set_limits(PoolLimits limits) {
+  std::lock_guard lock(mutex_);
+  core_.set_limits(limits);
+}
+
+void Pool::close_later(std::shared_ptr<ServerConnection> c) {
+  if (!c) return;
+  // Closed on its own thread: the socket is registered with that worker's reactor.
+  auto ex = c->stream.socket().get_executor();
+  asio::post(ex, [c = std::move(c)] {
+    c->stream.try_write_all(terminate_message);  // PostgreSQL then logs a clean disconnection
+    c->stream.close();
+  });
+}
+
+void Pool::deliver_locked(WaiterId id, AcquireResult result) {
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) {
+    // Nobody is there any more (cancelled in the meantime): an unused connection goes back.
+    if (result.connection) {
+      auto conn = std::move(result.connection);
+      auto r = core_.release(conn, conn->created, 0, true, Clock::now());
+      if (r.grant)
+        deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});
+      if (r.close) close_later(std::move(*r.close));
+    }
+    return;
+  }
+  auto w = std::move(it->second);
+  waiters_.erase(it);
+  w->result = std::move(result);
+  w->done = true;
+  auto ex = w->timer.get_executor();
+  asio::post(ex, [w = std::move(w)] { w->timer.cancel(); });
+}
+
+void Pool::launch_locked(unsigned count, std::size_t worker) {
+  for (unsigned i = 0; i < count; ++i) {
+    asio::co_spawn(manager_.executor(worker), run_connect(worker), [](const std::exception_ptr&) {});
+  }
+}
+
+asio::awaitable<void> Pool::run_connect(std::size_t worker) {
+  auto self = shared_from_this();
+  ConnectRequest req;
+  {
+    std::lock_guard lock(mutex_);
+    req = request_;
+  }
+  auto result = co_await connect(manager_.executor(worker), req);
+  std::shared_ptr<ServerConnection> to_close;
+  {
+    std::lock_guard lock(mutex_);
+    auto now = Clock::now();
+    if (result.connection && !manager_.stopping()) {
+      auto grant = core_.connect_succeeded(result.connection, worker, now);
+      if (grant)
+        deliver_locked(grant->waiter, AcquireResult{AcquireResult::Status::ok, grant->handle, {}, {}});
+    } else {
+      to_close = std::move(result.connection);
+      last_error_ = result.error.message;
+      last_server_error_ = result.error.server_error;
+      auto failed = core_.connect_failed();
+      for (WaiterId id : failed.failed) {
+        deliver_locked(
+            id, AcquireResult{AcquireResult::Status::failed, nullptr, last_error_, last_server_error_});
+      }
+    }
+  }
+  close_later(std::move(to_close));
+  if (!result.connection) manager_.slot_freed(database_, user_, this);
+}
+
+asio::awaitable<AcquireResult> Pool::acquire(std::size_t worker, asio::any_io_executor executor,
+                                             std::shared_ptr<Ticket> ticket) {
+  auto self = shared_from_this();
+  for (;;) {
+    std::shared_ptr<Waiter> w;
+    WaiterId id = 0;
+    bool blocked_by_shared_limit = false;
+    Millis wait{0};
+    {
+      std::unique_lock lock(mutex_);
+      if (manager_.stopping()) co_return AcquireResult{AcquireResult::Status::cancelled, nullptr, {}, {}};
+      auto a = core_.acquire(worker, Clock::now());
+      if (a.granted) {
+        auto conn = std::move(*a.granted);
+        lock.unlock();
+        if (!looks_alive(*conn)) {
+          discard(std::move(conn));
+          continue;
+        }
+        if (conn->stream.socket().get_executor() != executor) conn->stream.rebind(executor);
+        conn->last_used = Clock::now();
+        co_return AcquireResult{AcquireResult::Status::ok, std::move(conn), {}, {}};
+      }
+      id = a.waiter;
+      w = std::make_shared<Waiter>(executor);
+      waiters_[id] = w;
+      if (ticket) {
+        ticket->pool = self;
+        ticket->id = id;
+      }
+      launch_locked(a.connects, worker);
+      blocked_by_shared_limit =
+          a.connects == 0 && core_.connecting() == 0 && core_.total() < core_.limits().default_size;
+      wait = core_.limits().query_wait_timeout;
+    }
+    if (blocked_by_shared_limit && manager_.evict_for(*this)) replan();
+    if (wait.count() > 0) w->timer.expires_after(wait);
+    co_await w->timer.async_wait(use_tuple);
+    AcquireResult result;
+    {
+      std::lock_guard lock(mutex_);
+      if (!w->done) {
+        waiters_.erase(id);
+        core_.cancel_wait(id);
+        co_return AcquireResult{AcquireResult::Status::timeout, nullptr, {}, {}};
+      }
+      result = std::move(w->result);
+    }
+    if (result.connection) {
+      if (result.connection->stream.socket().get_executor() != executor)
+        result.connection->stream.rebind(executor);
+      result.connection->last_used = Clock::now();
+    }
+    co_return result;
+  }
+}
+
+void Pool::cancel(const Ticket& ticket) {
+  std::lock_guard lock(mutex_);
+  if (core_.cancel_wait(ticket.id))
+    deliver_locked(ticket.id, AcquireResult{AcquireResult::Status::cancelled, nullptr, {}, {}});
+}
+
+void Pool::release(std::shared_ptr<ServerConnection> connection, std::size_t worker, bool reusable) {
+  std::shared_ptr<ServerConnection> to_close;
+  {
+    std::lock_guard lock(mutex_);
+    connection->last_used = Clock::now();
+    auto created = connection->created;
+    auto r =
+        core_.release(std::move(connection), created, worker, reusable && !manager_.stopping(), Clock::now());
+    if (r.grant)
+      deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});
+    if (r.close) to_close = std::move(*r.close);
+    launch_locked(r.connects, worker);
+  }
+  if (to_close) {
+    close_later(std::move(to_close));
+    manager_.slot_freed(database_, user_, this);
+  }
+}
+
+void Pool::discard(std::shared_ptr<ServerConnection> connection) {
+  {
+    std::lock_guard lock(mutex_);
+    unsigned connects = core_.discard_active(Clock::now());
+    launch_locked(connects, 0);
+  }
+  close_later(std::move(connection));
+  manager_.slot_freed(database_, user_, this);
+}
+
+void Pool::tick(Clock::time_point now) {
+  std::vector<std::shared_ptr<ServerConnection>> to_close;
+  {
+    std::lock_guard lock(mutex_);
+    auto t = core_.tick(now);
+    for (WaiterId id : t.expired)
+      deliver_locked(id, AcquireResult{AcquireResult::Status::timeout, nullptr, {}, {}});
+    to_close = std::move(t.close);
+    // Housekeeping connections (min_size, reserve) are spread over the workers.
+    for (unsigned i = 0; i < t.connects; ++i)
+      launch_locked(1, (next_worker_++) % manager_.workers());
+  }
+  for (auto& c : to_close)
+    close_later(std::move(c));
+  if (!to_close.empty()) manager_.slot_freed(database_, user_, this);
+}
+
+void Pool::replan() {
+  std::lock_guard lock(mutex_);
+  unsigned n = core_.replan(Clock::now());
+  for (unsigned i = 0; i < n; ++i)
+    launch_locked(1, (next_worker_++) % manager_.workers());
+}
+
+bool Pool::evict_one_idle() {
+  std::shared_ptr<ServerConnection> c;
+  {
+    std::lock_guard lock(mutex_);
+    auto h = core_.evict_one_idle();
+    if (!h) return false;
+    c = std::move(*h);
+  }
+  close_later(std::move(c));
+  return true;
+}
+
+void Pool::close_all_idle() {
+  std::vector<std::shared_ptr<ServerConnection>> to_close;
+  {
+    std::lock_guard lock(mutex_);
+    to_close = core_.trim(core_.active() + core_.connecting());
+    for (auto& [id, w] : waiters_) {
+      core_.cancel_wait(id);
+      w->result = AcquireResult{AcquireResult::Status::cancelled, nullptr, {}, {}};
+      w->done = true;
+      asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+    }
+    waiters_.clear();
+  }
+  for (auto& c : to_close)
+    close_later(std::move(c));
+}
+
+Pool::Stats Pool::stats() const {
+  std::lock_guard lock(mutex_);
+  Stats s;
+  s.active = core_.active();
+  s.idle = core_.idle_count();
+  s.connecting = core_.connecting();
+  s.waiting = static_cast<unsigned>(core_.waiting());
+  s.total = core_.total();
+  s.max_wait_ms = core_.longest_wait(Clock::now()).count();
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+PoolManager::PoolManager(std::vector<asio::any_io_executor> executors) : executors_(std::move(executors)) {}
+
+PoolManager::~PoolManager() {
+  stop();
+}
+
+std::shared_ptr<Pool> PoolManager::get(const std::string& database, const std::string& user,
+                                       const PoolLimits& limits, unsigned max_db_connections,
+                                       unsigned max_user_connections,
+                                       const std::function<ConnectRequest()>& make_request) {
+  std::shared_ptr<Pool> pool;
+  bool created = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto& db = db_slots_[database];
+    if (!db) db = std::make_unique<CountedSlots>(max_db_connections);
+    db->set_limit(max_db_connections);
+    auto& us = user_slots_[user];
+    if (!us) us = std::make_unique<CountedSlots>(max_user_connections);
+    us->set_limit(max_user_connections);
+    auto& p = pools_[{database, user}];
+    if (!p) {
+      slot_pairs_.push_back(std::make_unique<SlotPair>(*db, *us));
+      p = std::make_shared<Pool>(*this, database, user, limits, slot_pairs_.back().get());
+      created = true;
+    }
+    pool = p;
+  }
+  // Settings may have changed on reload: the newest apply to new connections.
+  pool->set_limits(limits);
+  pool->set_connect_request(make_request());
+  (void)created;
+  return pool;
+}
+
+void PoolManager::start_janitor(std::chrono::milliseconds period) {
+  period_ = period;
+  janitor_ = std::make_unique<asio::steady_timer>(executors_[0]);
+  janitor_step();
+}
+
+void PoolManager::janitor_step() {
+  if (stopping()) return;
+  janitor_->expires_after(period_);
+  janitor_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping()) return;
+    auto now = Clock::now();
+    for (auto& p : pools())
+      p->tick(now);
+    janitor_step();
+  });
+}
+
+void PoolManager::stop() {
+  if (stopping_.exchange(true)) return;
+  if (janitor_) {
+    try {
+      janitor_->cancel();
+    } catch (...) {  // nothing to do: the janitor checks stopping() anyway
+    }
+  }
+  for (auto& p : pools())
+    p->close_all_idle();
+}
+
+std::vector<std::shared_ptr<Pool>> PoolManager::pools() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<Pool>> out;
+  out.reserve(pools_.size());
+  for (const auto& [k, p] : pools_)
+    out.push_back(p);
+  return out;
+}
+
+void PoolManager::slot_freed(const std::string& database, const std::string& user, const Pool* except) {
+  for (auto& p : pools()) {
+    if (p.get() == except) continue;
+    if (p->database() == database || p->user() == user) p->replan();
+  }
+}
+
+bool PoolManager::evict_for(const Pool& needy) {
+  for (auto& p : pools()) {
+    if (p.get() == &needy) continue;
+    if (p->database() != needy.database() && p->user() != needy.user()) continue;
+    if (p->evict_one_idle()) return true;
+  }
+  return false;
+}
+
+}  // namespace pgw::pool
