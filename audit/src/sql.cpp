@@ -58,4 +58,12 @@ bool has_statement_starting_with(std::string_view sql, Leading keyword) {
   return found;
 }
 
+bool parses(std::string_view sql) {
+  std::string text(sql);
+  PgQueryParseResult r = pg_query_parse(text.c_str());
+  bool ok = r.error == nullptr;
+  pg_query_free_parse_result(r);
+  return ok;
+}
+
 }  // namespace pgw::audit

@@ -415,6 +415,15 @@ std::vector<KeyDef<PoolSettings>> pool_keys() {
         "protocol-level named statements cached per server connection (LRU); 0 = no tracking"},
        uint_key(&P::max_prepared_statements, 0, big),
        {}},
+      {{"pool", "max_client_prepared_statements", "integer", "1000", true, true,
+        "protocol-level named statements one client may hold at once (transaction and statement modes)"},
+       uint_key(&P::max_client_prepared_statements, 1, big),
+       {}},
+      {{"pool", "track_extra_parameters", "array of strings", "[]", true, true,
+        "parameters kept per client besides client_encoding, DateStyle, IntervalStyle, TimeZone, "
+        "standard_conforming_strings and application_name (they must be reported by ParameterStatus)"},
+       strings_key(&P::track_extra_parameters),
+       {}},
   };
 }
 
@@ -869,12 +878,9 @@ class Parser {
 
   void validate_pool(const PoolSettings& p, const std::string& prefix) {
     auto key = [&](std::string_view k) { return prefix + "." + std::string(k); };
-    bool own_mode =
-        prefix == "pool" || cfg_.positions.contains(key("pool_mode")) || cfg_.positions.contains(key("mode"));
-    if (own_mode && p.mode != PoolMode::session) {
-      std::string where = cfg_.positions.contains(key("pool_mode")) ? key("pool_mode") : key("mode");
-      error_at(where, "pool mode \"" + std::string(to_string(p.mode)) +
-                          "\" is not supported yet by this build: set mode = \"session\" in [pool]");
+    if (p.min_size > p.default_size) {
+      error_at(key("min_size"), "min_size (" + std::to_string(p.min_size) + ") exceeds default_size (" +
+                                    std::to_string(p.default_size) + ")");
     }
   }
 

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cerrno>
+#include <cstdio>
 
 namespace pgw::pool {
 
@@ -93,8 +94,20 @@ void Pool::deliver_locked(WaiterId id, AcquireResult result) {
 }
 
 void Pool::launch_locked(unsigned count, std::size_t worker) {
+  // Posted, never started here: co_spawn would run the coroutine inline on this thread while mutex_ is held.
   for (unsigned i = 0; i < count; ++i) {
-    asio::co_spawn(manager_.executor(worker), run_connect(worker), [](const std::exception_ptr&) {});
+    asio::post(manager_.executor(worker), [self = shared_from_this(), worker] {
+      asio::co_spawn(
+          self->manager_.executor(worker), self->run_connect(worker), [](const std::exception_ptr& e) {
+            if (!e) return;
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              std::fprintf(stderr, "pgwarden: server connection attempt ended with an exception: %s\n",
+                           ex.what());
+            }
+          });
+    });
   }
 }
 

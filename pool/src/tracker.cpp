@@ -90,7 +90,7 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
   Verdict v;
   drain_synthetic(due);
   auto answer = [&](const Entry& e) {
-    if (e.answer == Answer::swallow) v.to_client = false;
+    if (e.answer == Answer::swallow || e.answer == Answer::hidden) v.to_client = false;
   };
   auto violation = [&](const char* why) {
     v.violation = true;
@@ -100,7 +100,7 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
   // Asynchronous messages answer nothing; during pgwarden's own request they are pgwarden's too.
   if (type == backend::notice_response || type == backend::notification_response ||
       type == backend::parameter_status) {
-    if (count_ > 0) answer(at(0));
+    if (count_ > 0 && at(0).answer == Answer::swallow) v.to_client = false;
     return v;
   }
   if (count_ == 0) {

@@ -36,7 +36,7 @@ std::optional<CancelTarget> CancelRegistry::find(protocol::CancelRequest key) co
     slot = it->second.slot.lock();
   }
   if (!slot) return std::nullopt;
-  return slot->get();
+  return slot->take_for_cancel();
 }
 
 std::size_t CancelRegistry::size() const {

@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "pgw/pool/server_connection.hpp"
 #include "pgw/protocol/messages.hpp"
 #include "pgw/tls/stream.hpp"
 
@@ -18,6 +19,9 @@ struct CancelTarget {
   tls::tcp::endpoint endpoint;
   std::string host;
   protocol::CancelRequest server_key;
+  // The connection itself: find() counts the cancel in flight on it, and its client does not give it back to
+  // the pool before the cancel is done, so a late cancel never reaches the next client's query.
+  std::shared_ptr<pool::ServerConnection> connection;
 };
 
 // Owned by a client session; read by whichever thread receives that client's CancelRequest.
@@ -31,6 +35,13 @@ class CancelSlot {
     std::lock_guard lock(mutex_);
     return target_;
   }
+  // The target with a cancel counted in flight on its connection, atomically with reading it.
+  std::optional<CancelTarget> take_for_cancel() const {
+    std::lock_guard lock(mutex_);
+    if (target_ && target_->connection)
+      target_->connection->cancels_in_flight.fetch_add(1, std::memory_order_acq_rel);
+    return target_;
+  }
 
  private:
   mutable std::mutex mutex_;
@@ -42,7 +53,8 @@ class CancelRegistry {
   // A fresh key, unique among live sessions, tied to the slot.
   protocol::CancelRequest add(const std::shared_ptr<CancelSlot>& slot);
   void remove(std::int32_t process_id);
-  // The target for an exact key match (the secret compared in constant time), else nullopt.
+  // The target for an exact key match (the secret compared in constant time), else nullopt. The caller must
+  // decrement target->connection->cancels_in_flight when its cancel is done.
   std::optional<CancelTarget> find(protocol::CancelRequest key) const;
   std::size_t size() const;
 

@@ -1,4 +1,5 @@
-// The client session: login phase as straight-line coroutine code over the sans-IO machines, then the relay.
+// The client session: login phase as straight-line coroutine code over the sans-IO machines, then the relay
+// through the request tracker of whichever server connection is attached.
 #include "client_session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -6,36 +7,56 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "pgw/audit/sql.hpp"
 #include "pgw/protocol/client_auth.hpp"
 #include "pgw/protocol/framer.hpp"
 #include "pgw/protocol/messages.hpp"
 #include "server.hpp"
+#include "settings.hpp"
 
 namespace pgw::proxy {
 
 namespace {
 
 using namespace protocol;
+using pool::Answer;
+using pool::Request;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // Read buffers start here and grow only for a message that must be seen whole (up to max_packet_size).
 constexpr std::size_t io_buffer_size = std::size_t{16} * 1024;
 // SASL and password messages are tiny; anything bigger before authentication is refused.
 constexpr std::uint32_t max_login_message = max_startup_packet_length;
 constexpr std::uint8_t tls_handshake_record = 0x16;
+constexpr std::uint8_t parse_complete_message[] = {'1', 0, 0, 0, 4};
+constexpr std::uint8_t close_complete_message[] = {'3', 0, 0, 0, 4};
+constexpr std::uint8_t ready_idle_message[] = {'Z', 0, 0, 0, 5, 'I'};
+// A statement that fails in the parser on every PostgreSQL: sent in place of a request pgwarden refuses, so
+// the server fails (and aborts an open transaction, and skips to Sync) exactly where the client's request
+// would have.
+constexpr std::string_view failing_sql = "pgwarden: refused";
+constexpr std::string_view failing_statement = "pgw_refused";
 
 std::string endpoint_text(const tls::tcp::endpoint& ep) {
   auto a = ep.address();
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
 }
 
-bool frontend_inspected(char type) noexcept {
-  // Messages whose content the relay acts on; everything else (CopyData above all) streams.
-  return type == frontend::query || type == frontend::sync || type == frontend::terminate;
+// Backend messages whose body the relay reads; all others are seen by type only (and streamed when long).
+bool backend_body_needed(char type) noexcept {
+  return type == backend::ready_for_query || type == backend::parameter_status ||
+         type == backend::error_response || type == backend::command_complete;
 }
 
-bool backend_inspected(char type) noexcept {
-  return type == backend::ready_for_query || type == backend::parameter_status ||
-         type == backend::error_response;
+// Frontend messages are read whole except copy data, which streams.
+bool frontend_body_needed(char type) noexcept {
+  return type != frontend::copy_data;
+}
+
+bool fatal(Bytes error_body) {
+  backend::ErrorFields f;
+  if (decode(error_body, f) != Error::none) return false;
+  std::string_view sev = f.severity_nonlocalized.empty() ? f.severity : f.severity_nonlocalized;
+  return sev == "FATAL" || sev == "PANIC";
 }
 
 }  // namespace
@@ -45,9 +66,11 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       worker_(worker),
       rt_(server.runtime()),
       client_(std::move(socket)),
+      statements_(rt_->config->pool.max_client_prepared_statements),
       client_scan_(rt_->config->proxy.max_packet_size),
       server_scan_(rt_->config->proxy.max_packet_size),
       wake_(worker.io(), asio::steady_timer::time_point::max()),
+      attached_(worker.io(), asio::steady_timer::time_point::max()),
       login_deadline_(worker.io().get_executor()) {
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
@@ -72,11 +95,13 @@ asio::awaitable<void> ClientSession::run_session() {
         s->send_fatal_best_effort("08P01", "client_login_timeout expired before the login finished");
       }
       s->client_.close();
+      if (s->ticket_ && s->pool_) s->pool_->cancel(*s->ticket_);
     }
   });
   bool ok = co_await negotiate();
   if (ok) ok = co_await authenticate();
-  if (ok) ok = co_await attach_server();
+  if (ok) ok = co_await join_pool();
+  if (ok) ok = co_await login_to_server();
   bool timed_out = login_deadline_.fired();
   login_deadline_.cancel();
   SessionEnd end = SessionEnd::refused;
@@ -85,7 +110,7 @@ asio::awaitable<void> ClientSession::run_session() {
   } else if (timed_out) {
     end = SessionEnd::login_timeout;
   }
-  finish(end);
+  co_await finish(end);
   worker_.remove(registration_);
 }
 
@@ -109,7 +134,6 @@ asio::awaitable<protocol::FrameResult> ClientSession::read_startup_packet() {
     client_in_.commit(n);
   }
 }
-
 asio::awaitable<bool> ClientSession::write_client(std::span<const std::uint8_t> bytes) {
   client_writing_ = true;
   auto ec = co_await client_.write_all(bytes);
@@ -117,7 +141,6 @@ asio::awaitable<bool> ClientSession::write_client(std::span<const std::uint8_t> 
   if (ec) log_.debug("client write failed: {}", ec.message());
   co_return !ec;
 }
-
 asio::awaitable<bool> ClientSession::refuse(std::string_view sqlstate, std::string message,
                                             std::string detail, std::string hint) {
   log_.info("refused ({}): {}{}{}", sqlstate, message, detail.empty() ? "" : ": ", detail);
@@ -127,13 +150,27 @@ asio::awaitable<bool> ClientSession::refuse(std::string_view sqlstate, std::stri
   co_await write_client(out_);
   co_return false;
 }
-
 void ClientSession::send_fatal_best_effort(std::string_view sqlstate, std::string_view message,
                                            std::string_view detail) {
   std::vector<std::uint8_t> bytes;
   Encoder e(bytes);
   encode::error_response(e, Notice{"FATAL", sqlstate, message, detail, {}});
   client_.try_write_all(bytes);
+}
+asio::awaitable<protocol::FrameResult> ClientSession::read_login_message() {
+  for (;;) {
+    FrameResult fr = parse_frame(client_in_.readable(), max_login_message);
+    if (fr.status != FrameStatus::need_more) co_return fr;
+    client_in_.reserve(std::max<std::size_t>(fr.needed, 512));
+    auto [ec, n] = co_await client_.read_some(client_in_.writable());
+    if (ec) {
+      FrameResult err;
+      err.status = FrameStatus::error;
+      err.error = Error::truncated;
+      co_return err;
+    }
+    client_in_.commit(n);
+  }
 }
 
 asio::awaitable<bool> ClientSession::negotiate() {
@@ -228,10 +265,8 @@ asio::awaitable<bool> ClientSession::negotiate() {
   const StartupMessage& startup = packet.startup;
   user_ = std::string(startup.user());
   database_ = std::string(startup.database());
-  for (const auto& p : startup.parameters) {
-    if (p.name == "user" || p.name == "database") continue;
-    startup_parameters_.emplace_back(std::string(p.name), std::string(p.value));
-  }
+  std::string settings_error;
+  bool settings_ok = settings_from_startup(startup, settings_, settings_error);
   if (client_.is_tls()) {
     auto info = client_.info();
     log_.debug("TLS {} {} for user={} database={}", info.version, info.cipher, user_, database_);
@@ -260,6 +295,7 @@ asio::awaitable<bool> ClientSession::negotiate() {
           "client_tls.mode = \"verify-full\" needs a client certificate whose CN is the user name");
     }
   }
+  if (!settings_ok) co_return co_await refuse("22023", settings_error);
   if (startup.get("replication")) {
     co_return co_await refuse("0A000", "replication connections are not supported through pgwarden", {},
                               "Connect to PostgreSQL directly for replication.");
@@ -279,29 +315,16 @@ asio::awaitable<void> ClientSession::handle_cancel(protocol::CancelRequest key) 
     log_.info("cancel request with an unknown key ignored");
     co_return;
   }
+  // The server connection stays pinned to its client until this is done, so the cancel can never reach the
+  // next client's query on that connection.
   log_.info("forwarding cancel request to {} (backend pid {})", target->host, target->server_key.process_id);
   co_await pool::send_cancel(worker_.io().get_executor(), target->endpoint, target->host, target->server_key,
                              rt_->server_tls, rt_->server_policy, rt_->config->pool.server_connect_timeout);
+  if (target->connection) target->connection->cancels_in_flight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Authentication of the client against the auth file.
-
-asio::awaitable<protocol::FrameResult> ClientSession::read_login_message() {
-  for (;;) {
-    FrameResult fr = parse_frame(client_in_.readable(), max_login_message);
-    if (fr.status != FrameStatus::need_more) co_return fr;
-    client_in_.reserve(std::max<std::size_t>(fr.needed, 512));
-    auto [ec, n] = co_await client_.read_some(client_in_.writable());
-    if (ec) {
-      FrameResult err;
-      err.status = FrameStatus::error;
-      err.error = Error::truncated;
-      co_return err;
-    }
-    client_in_.commit(n);
-  }
-}
 
 asio::awaitable<bool> ClientSession::authenticate() {
   std::optional<UserSecret> secret;
@@ -355,80 +378,243 @@ asio::awaitable<bool> ClientSession::authenticate() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Server connection (session mode: one per client, closed when the client leaves).
+// The pool: which one, with which credentials; the first server connection for ParameterStatus and settings.
 
-asio::awaitable<bool> ClientSession::attach_server() {
+asio::awaitable<bool> ClientSession::join_pool() {
+  // Authenticated: from here the client waits for a server connection, bounded by query_wait_timeout.
+  login_deadline_.cancel();
   const auto& cfg = *rt_->config;
+  mode_ = db_->pool.mode;
+  server_user_ = db_->user.empty() ? user_ : db_->user;
+  rename_statements_ = mode_ != config::PoolMode::session && db_->pool.max_prepared_statements > 0;
   pool::ConnectRequest req;
   req.host = db_->host;
   req.port = db_->port;
-  std::string server_user = db_->user.empty() ? user_ : db_->user;
-  req.startup.emplace_back("user", server_user);
-  req.startup.emplace_back("database", db_->dbname);
-  for (const auto& p : startup_parameters_)
-    req.startup.push_back(p);
-  req.credentials.user = server_user;
+  req.startup = {{"user", server_user_}, {"database", db_->dbname}};
+  req.credentials.user = server_user_;
   // The database's password wins; else the server user's own secret from the auth file, or the ClientKey the
   // client just proved (SCRAM passthrough) when it logs in as itself.
   if (!db_->password.empty()) {
     req.credentials.password = db_->password;
-  } else if (const UserSecret* s = rt_->auth->find(server_user)) {
+  } else if (const UserSecret* s = rt_->auth->find(server_user_)) {
     if (const auto* plain = std::get_if<PlainSecret>(s)) req.credentials.password = plain->password;
     if (const auto* md5 = std::get_if<Md5Secret>(s)) req.credentials.md5_secret = md5->secret;
   }
-  if (server_user == user_ && passthrough_) req.credentials.scram_keys = passthrough_;
+  if (server_user_ == user_ && passthrough_) req.credentials.scram_keys = passthrough_;
   req.tls_context = rt_->server_tls;
   req.policy = rt_->server_policy;
   req.timeout = db_->pool.server_connect_timeout;
   req.max_message = cfg.proxy.max_packet_size;
-  auto result = co_await pool::connect(worker_.io().get_executor(), req);
-  std::string server_name = db_->host + ":" + std::to_string(db_->port);
-  if (!result.connection) {
-    const auto& err = result.error;
-    std::string detail;
-    if (!err.server_error.message.empty()) {
-      detail =
-          "PostgreSQL said: " + err.server_error.message + " (SQLSTATE " + err.server_error.sqlstate + ")";
+  const auto& p = db_->pool;
+  pool::PoolLimits limits;
+  limits.default_size = p.default_size;
+  limits.min_size = p.min_size;
+  limits.reserve_size = p.reserve_size;
+  limits.reserve_timeout = p.reserve_timeout;
+  limits.server_lifetime = p.server_lifetime;
+  limits.server_idle_timeout = p.server_idle_timeout;
+  limits.query_wait_timeout = p.query_wait_timeout;
+  pool_ = server_.pools().get(db_->name, server_user_, limits, p.max_db_connections, p.max_user_connections,
+                              [&] { return req; });
+  co_return true;
+}
+
+std::string ClientSession::settings_diff(const pool::ServerConnection& conn) const {
+  const auto& extra = db_->pool.track_extra_parameters;
+  std::string sql;
+  for (const auto& s : settings_) {
+    if (is_tracked(s.name, extra)) {
+      const std::string* value = nullptr;
+      for (const auto& [k, v] : conn.parameters) {
+        if (same_name(k, s.name)) value = &v;
+      }
+      if (value == nullptr || *value != s.value) append_set(sql, s.name, s.value);
+    } else {
+      const std::pair<std::string, std::string>* applied = nullptr;
+      for (const auto& a : conn.applied) {
+        if (same_name(a.first, s.name)) applied = &a;
+      }
+      if (applied == nullptr || applied->second != s.value) append_set(sql, s.name, s.value);
     }
-    log_.warn("server login to {} for database \"{}\" failed: {}{}{}", server_name, db_->name, err.message,
-              detail.empty() ? "" : "; ", detail);
-    co_return co_await refuse("08006",
-                              "pgwarden could not log in to the server for database \"" + db_->name +
-                                  "\" at " + server_name + ": " + err.message,
-                              detail);
   }
-  server_conn_ = std::move(result.connection);
-  log_.set_server(endpoint_text(server_conn_->endpoint));
+  // Settings a previous client brought (startup options) that this one did not ask for go back to the
+  // default.
+  for (const auto& a : conn.applied) {
+    if (find_setting(settings_, a.first) == nullptr) append_reset(sql, a.first);
+  }
+  return sql;
+}
+
+void ClientSession::note_applied(pool::ServerConnection& conn) {
+  const auto& extra = db_->pool.track_extra_parameters;
+  conn.applied.clear();
+  for (const auto& s : settings_) {
+    if (!is_tracked(s.name, extra)) conn.applied.emplace_back(s.name, s.value);
+  }
+}
+
+asio::awaitable<std::string> ClientSession::settle(std::shared_ptr<pool::ServerConnection> connection,
+                                                   bool& broken) {
+  pool::ServerConnection& conn = *connection;
+  std::string error;
+  broken = false;
+  Buffer in(4096);
+  std::vector<std::uint8_t> due;
+  std::vector<std::uint64_t> failed;
+  pool::Deadline deadline(worker_.io().get_executor());
+  deadline.arm(db_->pool.server_connect_timeout, [weak = std::weak_ptr<pool::ServerConnection>(connection)] {
+    if (auto c = weak.lock()) c->stream.close();
+  });
+  while (!conn.tracker.idle()) {
+    auto fr = parse_frame(in.readable(), rt_->config->proxy.max_packet_size);
+    if (fr.status == FrameStatus::error) {
+      broken = true;
+      break;
+    }
+    if (fr.status == FrameStatus::need_more) {
+      in.reserve(std::max<std::size_t>(fr.needed, in.size() + 1024));
+      auto [ec, n] = co_await conn.stream.read_some(in.writable());
+      if (ec) {
+        broken = true;
+        if (error.empty()) error = "server connection lost: " + ec.message();
+        break;
+      }
+      in.commit(n);
+      continue;
+    }
+    char type = fr.frame.type;
+    auto v = conn.tracker.on_message(type, fr.frame.body, due, failed);
+    for (auto tag : failed)
+      conn.statements.remove_tag(tag);
+    failed.clear();
+    if (v.violation) {
+      broken = true;
+      error = v.why;
+      break;
+    }
+    if (type == backend::error_response) {
+      backend::ErrorFields f;
+      decode(fr.frame.body, f);
+      if (error.empty()) error = std::string(f.message);
+      if (fatal(fr.frame.body)) broken = true;
+    } else if (type == backend::parameter_status) {
+      backend::ParameterStatus ps;
+      if (decode(fr.frame.body, ps) == Error::none) conn.set_parameter(ps.name, ps.value);
+    } else if (type == backend::command_complete) {
+      backend::CommandComplete cc;
+      if (decode(fr.frame.body, cc) == Error::none && cc.tag == "DISCARD ALL") {
+        conn.statements.clear();
+        conn.applied.clear();
+      }
+    }
+    in.consume(fr.frame.wire_size);
+  }
+  if (deadline.fired()) {
+    broken = true;
+    if (error.empty()) error = "the server did not answer within server_connect_timeout";
+  }
+  if (!in.empty() || !conn.tracker.clean()) broken = true;
+  co_return error;
+}
+
+asio::awaitable<bool> ClientSession::login_to_server() {
+  ticket_ = std::make_shared<pool::Pool::Ticket>();
+  auto r = co_await pool_->acquire(worker_.index(), worker_.io().get_executor(), ticket_);
+  std::string server_name = db_->host + ":" + std::to_string(db_->port);
+  switch (r.status) {
+    case pool::AcquireResult::Status::ok:
+      break;
+    case pool::AcquireResult::Status::timeout:
+      co_return co_await refuse("57014", "no server connection became free within query_wait_timeout",
+                                "pool for database \"" + db_->name + "\", user \"" + server_user_ + "\"");
+    case pool::AcquireResult::Status::cancelled:
+      co_return co_await refuse("57P03", "pgwarden is shutting down");
+    case pool::AcquireResult::Status::failed: {
+      std::string detail;
+      if (!r.server_error.message.empty()) {
+        detail = "PostgreSQL said: " + r.server_error.message + " (SQLSTATE " + r.server_error.sqlstate + ")";
+      }
+      log_.warn("server login to {} for database \"{}\" failed: {}{}{}", server_name, db_->name, r.error,
+                detail.empty() ? "" : "; ", detail);
+      co_return co_await refuse("08006",
+                                "pgwarden could not log in to the server for database \"" + db_->name +
+                                    "\" at " + server_name + ": " + r.error,
+                                detail);
+    }
+  }
+  auto conn = std::move(r.connection);
+  // The client's own settings, checked by PostgreSQL itself: a value it would refuse at login refuses here.
+  std::string diff = settings_diff(*conn);
+  if (!diff.empty()) {
+    std::vector<std::uint8_t> q;
+    Encoder e(q);
+    encode::query(e, diff);
+    conn->tracker.push(Request::query, Answer::swallow);
+    bool broken = false;
+    std::string error;
+    if (auto ec = co_await conn->stream.write_all(q)) {
+      broken = true;
+      error = ec.message();
+    } else {
+      error = co_await settle(conn, broken);
+    }
+    if (!error.empty() || broken) {
+      if (broken) {
+        pool_->discard(std::move(conn));
+      } else {
+        pool_->release(std::move(conn), worker_.index(), true);
+      }
+      co_return co_await refuse("22023", "invalid startup setting", "PostgreSQL said: " + error);
+    }
+    note_applied(*conn);
+  }
+  // What the client is told at login: the server's parameters, now with its own settings, which from here on
+  // follow ParameterStatus.
+  for (const auto& [k, v] : conn->parameters) {
+    if (is_tracked(k, db_->pool.track_extra_parameters)) {
+      if (Setting* s = find_setting(settings_, k)) {
+        s->value = v;
+        s->name = k;
+      } else {
+        settings_.push_back({k, v});
+      }
+    }
+  }
   cancel_slot_ = std::make_shared<CancelSlot>();
-  cancel_slot_->set(CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key});
   client_key_ = server_.cancels().add(cancel_slot_);
-  tx_status_ = server_conn_->status;
   Encoder e(out_);
   encode::authentication_ok(e);
-  for (const auto& [k, v] : server_conn_->parameters)
+  for (const auto& [k, v] : conn->parameters)
     encode::parameter_status(e, k, v);
   encode::backend_key_data(e, *client_key_);
-  encode::ready_for_query(e, tx_status_);
+  encode::ready_for_query(e, backend::TransactionStatus::idle);
+  log_.info("connected user={} database={} tls={} pool_mode={}", user_, database_,
+            client_.is_tls() ? client_.info().version : "off", config::to_string(mode_));
+  if (mode_ == config::PoolMode::session) {
+    server_conn_ = std::move(conn);
+    log_.set_server(endpoint_text(server_conn_->endpoint));
+    cancel_slot_->set(
+        CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
+  } else {
+    pool_->release(std::move(conn), worker_.index(), true);
+  }
   if (!co_await write_client(out_)) co_return false;
   out_.clear();
-  log_.info("connected user={} database={} tls={} server backend pid {}", user_, database_,
-            client_.is_tls() ? client_.info().version : "off", server_conn_->backend_key.process_id);
   co_return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Relay.
 
-bool ClientSession::idle() const noexcept {
-  return pending_syncs_ == 0 && tx_status_ == backend::TransactionStatus::idle &&
-         !client_scan_.mid_message() && !server_scan_.mid_message() && client_in_.empty() &&
-         server_in_.empty();
+bool ClientSession::idle_point() const noexcept {
+  if (!in_relay_ || !client_in_.empty() || client_scan_.mid_message()) return false;
+  if (!server_conn_) return true;
+  return server_conn_->tracker.clean() && !server_scan_.mid_message() && server_in_.empty();
 }
 
 void ClientSession::drain() {
   draining_ = true;
-  if (!in_relay_) return;  // still logging in: refused with 57P03 when it gets there
-  if (idle()) {
+  if (idle_point()) {
     wake_reason_ = SessionEnd::drained;
     wake_.cancel();
   }
@@ -437,11 +623,27 @@ void ClientSession::drain() {
 void ClientSession::force_close() {
   if (!in_relay_) {
     client_.close();
-    if (server_conn_) server_conn_->stream.close();
+    if (ticket_ && pool_) pool_->cancel(*ticket_);
     return;
   }
   wake_reason_ = SessionEnd::shutdown_forced;
   wake_.cancel();
+}
+
+void ClientSession::check_timeouts(pool::Clock::time_point now) {
+  if (!in_relay_ || db_ == nullptr) return;
+  const auto& p = db_->pool;
+  auto idle_for = now - last_activity_;
+  bool attached = server_conn_ != nullptr;
+  bool in_transaction = attached && server_conn_->tracker.idle() &&
+                        server_conn_->tracker.status() != backend::TransactionStatus::idle;
+  if (p.idle_transaction_timeout.count() > 0 && in_transaction && idle_for >= p.idle_transaction_timeout) {
+    wake_reason_ = SessionEnd::idle_transaction_timeout;
+    wake_.cancel();
+  } else if (p.client_idle_timeout.count() > 0 && idle_point() && idle_for >= p.client_idle_timeout) {
+    wake_reason_ = SessionEnd::client_idle_timeout;
+    wake_.cancel();
+  }
 }
 
 asio::awaitable<SessionEnd> ClientSession::wait_for_wake() {
@@ -452,14 +654,353 @@ asio::awaitable<SessionEnd> ClientSession::wait_for_wake() {
 asio::awaitable<SessionEnd> ClientSession::relay() {
   using namespace asio::experimental::awaitable_operators;
   in_relay_ = true;
-  if (draining_ && idle()) co_return SessionEnd::drained;
-  auto result = co_await (frontend_pump() || backend_pump() || wait_for_wake());
+  last_activity_ = pool::Clock::now();
+  if (draining_ && idle_point()) co_return SessionEnd::drained;
+  auto result = co_await (frontend_loop() || backend_loop() || wait_for_wake());
   in_relay_ = false;
   co_return std::visit([](SessionEnd e) { return e; }, result);
 }
 
-asio::awaitable<SessionEnd> ClientSession::frontend_pump() {
+asio::awaitable<SessionEnd> ClientSession::attach() {
+  auto r = co_await pool_->acquire(worker_.index(), worker_.io().get_executor(), ticket_);
+  switch (r.status) {
+    case pool::AcquireResult::Status::ok:
+      break;
+    case pool::AcquireResult::Status::timeout:
+      co_return SessionEnd::query_wait_timeout;
+    case pool::AcquireResult::Status::cancelled:
+      co_return SessionEnd::shutdown_forced;
+    case pool::AcquireResult::Status::failed:
+      end_detail_ = r.error;
+      if (!r.server_error.message.empty()) end_detail_ += "; PostgreSQL said: " + r.server_error.message;
+      co_return SessionEnd::server_unavailable;
+  }
+  server_conn_ = std::move(r.connection);
+  log_.set_server(endpoint_text(server_conn_->endpoint));
+  cancel_slot_->set(
+      CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
+  std::string diff = settings_diff(*server_conn_);
+  if (!diff.empty()) {
+    // Before anything of the client's: the connection takes this client's settings, silently.
+    scratch_.clear();
+    Encoder e(scratch_);
+    encode::query(e, diff);
+    server_conn_->tracker.push(Request::query, Answer::swallow);
+    note_applied(*server_conn_);
+    frontend_writing_ = true;
+    auto ec = co_await server_conn_->stream.write_all(scratch_);
+    frontend_writing_ = false;
+    if (ec) co_return SessionEnd::server_io_error;
+  }
+  attached_.cancel();  // the backend loop starts reading this connection
+  co_return SessionEnd::none;
+}
+
+void ClientSession::detach_and_release(bool reusable) {
+  auto conn = std::move(server_conn_);
+  if (!conn) return;
+  log_.set_server({});
+  pool_->release(std::move(conn), worker_.index(), reusable);
+}
+
+void ClientSession::emit_wire(Bytes wire) {
+  std::size_t offset = static_cast<std::size_t>(wire.data() - client_in_.readable().data());
+  if (!rewriting_) {
+    if (range_end_ == range_start_) {
+      range_start_ = offset;
+      range_end_ = offset + wire.size();
+      return;
+    }
+    if (range_end_ == offset) {
+      range_end_ += wire.size();
+      return;
+    }
+    emit_replaced();
+  }
+  server_out_.insert(server_out_.end(), wire.begin(), wire.end());
+}
+
+void ClientSession::emit_replaced() {
+  if (rewriting_) return;
+  // From here this batch is assembled in server_out_: what was forwarded as is so far is copied first.
+  Bytes data = client_in_.readable();
+  server_out_.insert(server_out_.end(), data.begin() + static_cast<std::ptrdiff_t>(range_start_),
+                     data.begin() + static_cast<std::ptrdiff_t>(range_end_));
+  rewriting_ = true;
+}
+
+void ClientSession::ensure_prepared(const pool::PreparedStatement& statement) {
+  auto& conn = *server_conn_;
+  if (conn.statements.touch(statement.key)) return;
+  emit_replaced();
+  Encoder e(server_out_);
+  if (auto evicted = conn.statements.add(statement, db_->pool.max_prepared_statements)) {
+    encode::close(e, 'S', *evicted);
+    conn.tracker.push(Request::close, Answer::hidden);
+  }
+  encode::parse(e, statement.server_name, statement.query, statement.parameter_types,
+                statement.num_parameter_types);
+  conn.tracker.push(Request::parse, Answer::hidden, statement.key.tag());
+}
+
+void ClientSession::refuse_request(Request request, std::string_view sqlstate, std::string_view message,
+                                   std::string_view hint) {
+  std::vector<std::uint8_t> error;
+  Encoder ee(error);
+  encode::error_response(ee, Notice{"ERROR", sqlstate, message, {}, hint});
+  server_conn_->tracker.push_replacing_error(request, error);
+  emit_replaced();
+  Encoder e(server_out_);
+  if (request == Request::query) {
+    encode::query(e, failing_sql);
+  } else {
+    encode::parse(e, failing_statement, failing_sql, {}, 0);
+  }
+  log_.info("refused a statement ({}): {}", sqlstate, message);
+}
+
+bool ClientSession::translate(char type, Bytes body, Bytes wire) {
+  auto& t = server_conn_->tracker;
+  auto refused = [&](std::string_view sql, Request request) {
+    if (mode_ == config::PoolMode::transaction &&
+        audit::has_statement_starting_with(sql, audit::Leading::listen)) {
+      refuse_request(request, "0A000", "LISTEN is not supported in transaction pooling mode",
+                     "Notifications would be lost when the server connection serves another client; use a "
+                     "database with pool_mode = \"session\" for LISTEN.");
+      return true;
+    }
+    if (mode_ == config::PoolMode::statement &&
+        audit::has_statement_starting_with(sql, audit::Leading::begin)) {
+      refuse_request(request, "0A000", "transaction blocks are not allowed in statement pooling mode",
+                     "Use a database with pool_mode = \"transaction\" for multi-statement transactions.");
+      return true;
+    }
+    return false;
+  };
+  switch (type) {
+    case frontend::query: {
+      frontend::Query q;
+      if (decode(body, q) != Error::none) {
+        violation_ = "malformed Query message";
+        return false;
+      }
+      if (refused(q.query, Request::query)) return true;
+      t.push(Request::query);
+      emit_wire(wire);
+      return true;
+    }
+    case frontend::parse: {
+      frontend::Parse p;
+      if (decode(body, p) != Error::none) {
+        violation_ = "malformed Parse message";
+        return false;
+      }
+      if (refused(p.query, Request::parse)) return true;
+      if (!rename_statements_ || p.statement.empty()) {
+        t.push(Request::parse);
+        emit_wire(wire);
+        return true;
+      }
+      if (statements_.contains(p.statement)) {
+        refuse_request(Request::parse, "42P05",
+                       "prepared statement \"" + std::string(p.statement) + "\" already exists", {});
+        return true;
+      }
+      auto statement = pool::make_statement(p.query, p.parameter_types, p.num_parameter_types);
+      if (!statements_.add(p.statement, statement)) {
+        refuse_request(Request::parse, "54000",
+                       "too many prepared statements for one client: max_client_prepared_statements is " +
+                           std::to_string(db_->pool.max_client_prepared_statements),
+                       "Close statements that are no longer used.");
+        return true;
+      }
+      auto& conn = *server_conn_;
+      if (conn.statements.touch(statement->key)) {
+        // Already prepared on this server connection (by this client or another): pgwarden answers.
+        t.push_synthetic(Request::parse, parse_complete_message);
+        emit_replaced();
+        return true;
+      }
+      emit_replaced();
+      Encoder e(server_out_);
+      if (auto evicted = conn.statements.add(*statement, db_->pool.max_prepared_statements)) {
+        encode::close(e, 'S', *evicted);
+        t.push(Request::close, Answer::hidden);
+      }
+      encode::parse(e, statement->server_name, statement->query, statement->parameter_types,
+                    statement->num_parameter_types);
+      t.push(Request::parse, Answer::forward, statement->key.tag());
+      return true;
+    }
+    case frontend::bind: {
+      frontend::Bind b;
+      if (decode(body, b) != Error::none) {
+        violation_ = "malformed Bind message";
+        return false;
+      }
+      const pool::PreparedStatement* statement =
+          rename_statements_ && !b.statement.empty() ? statements_.find(b.statement) : nullptr;
+      if (statement == nullptr) {
+        // Unnamed, session mode, or a name the client never prepared (PostgreSQL answers 26000 as usual).
+        t.push(Request::bind);
+        emit_wire(wire);
+        return true;
+      }
+      ensure_prepared(*statement);
+      emit_replaced();
+      Bytes rest = body.subspan(b.portal.size() + 1 + b.statement.size() + 1);
+      Encoder e(server_out_);
+      e.begin(frontend::bind).cstring(b.portal).cstring(statement->server_name).raw(rest).end();
+      t.push(Request::bind);
+      return true;
+    }
+    case frontend::describe: {
+      frontend::Describe d;
+      if (decode(body, d) != Error::none) {
+        violation_ = "malformed Describe message";
+        return false;
+      }
+      if (d.target == 'P') {
+        t.push(Request::describe_portal);
+        emit_wire(wire);
+        return true;
+      }
+      const pool::PreparedStatement* statement =
+          rename_statements_ && !d.name.empty() ? statements_.find(d.name) : nullptr;
+      if (statement == nullptr) {
+        t.push(Request::describe_statement);
+        emit_wire(wire);
+        return true;
+      }
+      ensure_prepared(*statement);
+      emit_replaced();
+      Encoder e(server_out_);
+      encode::describe(e, 'S', statement->server_name);
+      t.push(Request::describe_statement);
+      return true;
+    }
+    case frontend::close: {
+      frontend::Close c;
+      if (decode(body, c) != Error::none) {
+        violation_ = "malformed Close message";
+        return false;
+      }
+      if (c.target == 'S' && rename_statements_ && !c.name.empty()) {
+        // The server keeps its copy for other clients (and LRU); the client's name is gone, as it asked.
+        statements_.remove(c.name);
+        t.push_synthetic(Request::close, close_complete_message);
+        emit_replaced();
+        return true;
+      }
+      t.push(Request::close);
+      emit_wire(wire);
+      return true;
+    }
+    case frontend::execute:
+      t.push(Request::execute);
+      emit_wire(wire);
+      return true;
+    case frontend::sync:
+      t.push(Request::sync);
+      emit_wire(wire);
+      return true;
+    case frontend::flush:
+      emit_wire(wire);
+      return true;
+    case frontend::function_call:
+      t.push(Request::function_call);
+      emit_wire(wire);
+      return true;
+    case frontend::copy_data:
+    case frontend::copy_done:
+    case frontend::copy_fail:
+      t.push(Request::copy_marker);
+      emit_wire(wire);
+      return true;
+    default:
+      violation_ = std::string("unexpected message type '") + type + "' after login";
+      return false;
+  }
+}
+
+bool ClientSession::answer_locally(char type, Bytes body) {
+  // Without a server connection nothing is pending and no transaction is open, so a standalone prepare
+  // (libpq's PQprepare: Parse + Sync) can be answered here. pgbench -M prepared calls PQprepare synchronously
+  // inside its client loop: waiting for a server here would stall every client on that pgbench thread,
+  // including the one holding the connection it waits for. The syntax is checked with PostgreSQL's own
+  // grammar; catalog errors (a missing table) come at the first execution instead, when pgwarden prepares it
+  // on a server.
+  if (!rename_statements_) return false;
+  switch (type) {
+    case frontend::parse: {
+      frontend::Parse p;
+      if (decode(body, p) != Error::none || p.statement.empty() || statements_.contains(p.statement))
+        return false;
+      if (mode_ == config::PoolMode::transaction &&
+          audit::has_statement_starting_with(p.query, audit::Leading::listen)) {
+        return false;
+      }
+      if (mode_ == config::PoolMode::statement &&
+          audit::has_statement_starting_with(p.query, audit::Leading::begin)) {
+        return false;
+      }
+      if (!audit::parses(p.query)) return false;
+      if (!statements_.add(p.statement,
+                           pool::make_statement(p.query, p.parameter_types, p.num_parameter_types))) {
+        return false;
+      }
+      outbox_.insert(outbox_.end(), std::begin(parse_complete_message), std::end(parse_complete_message));
+      return true;
+    }
+    case frontend::close: {
+      frontend::Close c;
+      if (decode(body, c) != Error::none || c.target != 'S' || c.name.empty()) return false;
+      statements_.remove(c.name);
+      outbox_.insert(outbox_.end(), std::begin(close_complete_message), std::end(close_complete_message));
+      return true;
+    }
+    case frontend::sync:
+      outbox_.insert(outbox_.end(), std::begin(ready_idle_message), std::end(ready_idle_message));
+      return true;
+    case frontend::flush:
+      return true;
+    default:
+      return false;
+  }
+}
+
+asio::awaitable<bool> ClientSession::write_client_direct(std::span<const std::uint8_t> bytes) {
+  client_writing_ = true;
+  auto ec = co_await client_.write_all(bytes);
+  while (!ec && !outbox_.empty()) {
+    std::vector<std::uint8_t> batch;
+    batch.swap(outbox_);
+    ec = co_await client_.write_all(batch);
+    if (outbox_.empty()) {
+      batch.clear();
+      outbox_.swap(batch);  // keep the capacity
+    }
+  }
+  client_writing_ = false;
+  if (ec && !tls::is_expected_disconnect(ec)) log_.info("client write failed: {}", ec.message());
+  co_return !ec;
+}
+
+asio::awaitable<bool> ClientSession::flush_outbox() {
+  if (client_writing_ || outbox_.empty()) co_return true;
+  std::vector<std::uint8_t> batch;
+  batch.swap(outbox_);
+  bool ok = co_await write_client_direct(batch);
+  if (outbox_.empty()) {
+    batch.clear();
+    outbox_.swap(batch);
+  }
+  co_return ok;
+}
+
+asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
   for (;;) {
+    if (client_in_.empty()) client_in_.release_if_empty();
     if (auto ec = co_await client_.wait_readable()) {
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
     }
@@ -470,12 +1011,16 @@ asio::awaitable<SessionEnd> ClientSession::frontend_pump() {
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
     }
     client_in_.commit(n);
-    Bytes data = client_in_.readable();
+    last_activity_ = pool::Clock::now();
     std::size_t pos = 0;
     std::size_t needed = 0;
+    range_start_ = range_end_ = 0;
+    rewriting_ = false;
+    server_out_.clear();
     SessionEnd stop = SessionEnd::none;
-    while (pos < data.size()) {
-      auto item = client_scan_.next(data.subspan(pos), frontend_inspected);
+    while (pos < client_in_.size()) {
+      Bytes data = client_in_.readable();
+      auto item = client_scan_.next(data.subspan(pos), frontend_body_needed);
       if (item.kind == Scanner::Kind::need_more) {
         needed = item.needed;
         break;
@@ -496,17 +1041,49 @@ asio::awaitable<SessionEnd> ClientSession::frontend_pump() {
           stop = SessionEnd::client_closed;
           break;
         }
-        if (type == frontend::query || type == frontend::sync) ++pending_syncs_;
+        if (!server_conn_ && item.kind == Scanner::Kind::message && answer_locally(type, item.body)) {
+          pos += item.wire.size();
+          continue;
+        }
+        if (!server_conn_) {
+          // Nothing of this batch went to a server yet, so attaching here keeps every message in order.
+          if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
+        }
+      }
+      if (item.kind == Scanner::Kind::message) {
+        if (!translate(item.header.type, item.body, item.wire)) {
+          stop = SessionEnd::client_protocol_violation;
+          break;
+        }
+      } else {
+        if (item.starts_message) server_conn_->tracker.push(Request::copy_marker);
+        emit_wire(item.wire);
       }
       pos += item.wire.size();
     }
-    if (pos > 0) {
-      if (auto wec = co_await server_conn_->stream.write_all(data.first(pos))) {
-        log_.info("server write failed: {}", wec.message());
-        co_return SessionEnd::server_io_error;
+    if (server_conn_) {
+      std::span<const std::uint8_t> bytes =
+          rewriting_ ? std::span<const std::uint8_t>(server_out_)
+                     : client_in_.readable().subspan(range_start_, range_end_ - range_start_);
+      if (!bytes.empty()) {
+        frontend_writing_ = true;
+        auto wec = co_await server_conn_->stream.write_all(bytes);
+        frontend_writing_ = false;
+        if (wec) {
+          log_.info("server write failed: {}", wec.message());
+          co_return SessionEnd::server_io_error;
+        }
       }
-      client_in_.consume(pos);
+      // pgwarden's own answers with nothing pending before them go out now.
+      server_conn_->tracker.take_due(due_);
+      if (!due_.empty()) {
+        outbox_.insert(outbox_.end(), due_.begin(), due_.end());
+        due_.clear();
+        if (!co_await flush_outbox()) co_return SessionEnd::client_closed;
+      }
     }
+    if (!outbox_.empty() && !co_await flush_outbox()) co_return SessionEnd::client_closed;
+    client_in_.consume(pos);
     if (stop != SessionEnd::none) co_return stop;
     if (needed > 0) {
       client_in_.reserve(needed);
@@ -516,15 +1093,33 @@ asio::awaitable<SessionEnd> ClientSession::frontend_pump() {
   }
 }
 
+asio::awaitable<SessionEnd> ClientSession::backend_loop() {
+  for (;;) {
+    if (!server_conn_) {
+      attached_.expires_at(asio::steady_timer::time_point::max());
+      co_await attached_.async_wait(use_tuple);
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (cs.cancelled() != asio::cancellation_type::none) co_return SessionEnd::none;
+      continue;
+    }
+    SessionEnd end = co_await backend_pump();
+    if (end != SessionEnd::none) co_return end;
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) co_return SessionEnd::none;
+  }
+}
+
 asio::awaitable<SessionEnd> ClientSession::backend_pump() {
-  auto& server = server_conn_->stream;
+  auto conn = server_conn_;
+  auto& tracker = conn->tracker;
+  const auto& extra = db_->pool.track_extra_parameters;
   for (;;) {
     if (server_in_.empty()) server_in_.release_if_empty();
-    if (auto ec = co_await server.wait_readable()) {
+    if (auto ec = co_await conn->stream.wait_readable()) {
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
     }
     server_in_.reserve(std::max(server_in_.size() + 1, io_buffer_size));
-    auto [ec, n] = co_await server.read_some(server_in_.writable());
+    auto [ec, n] = co_await conn->stream.read_some(server_in_.writable());
     if (ec) {
       if (!tls::is_expected_disconnect(ec)) log_.warn("server read failed: {}", ec.message());
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
@@ -533,9 +1128,34 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
     Bytes data = server_in_.readable();
     std::size_t pos = 0;
     std::size_t needed = 0;
+    std::size_t seg_start = 0, seg_end = 0;  // the run of server bytes going to the client unchanged
+    bool copying = false;
+    scratch_.clear();
     SessionEnd stop = SessionEnd::none;
+    auto to_copy_mode = [&] {
+      if (copying) return;
+      scratch_.insert(scratch_.end(), data.begin() + static_cast<std::ptrdiff_t>(seg_start),
+                      data.begin() + static_cast<std::ptrdiff_t>(seg_end));
+      copying = true;
+    };
+    auto pass = [&](Bytes wire) {
+      std::size_t offset = static_cast<std::size_t>(wire.data() - data.data());
+      if (!copying) {
+        if (seg_end == seg_start) {
+          seg_start = offset;
+          seg_end = offset + wire.size();
+          return;
+        }
+        if (seg_end == offset) {
+          seg_end += wire.size();
+          return;
+        }
+        to_copy_mode();
+      }
+      scratch_.insert(scratch_.end(), wire.begin(), wire.end());
+    };
     while (pos < data.size()) {
-      auto item = server_scan_.next(data.subspan(pos), backend_inspected);
+      auto item = server_scan_.next(data.subspan(pos), backend_body_needed);
       if (item.kind == Scanner::Kind::need_more) {
         needed = item.needed;
         break;
@@ -545,91 +1165,191 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         stop = SessionEnd::server_protocol_violation;
         break;
       }
-      if (item.kind == Scanner::Kind::message) {
-        char type = item.header.type;
-        if (!backend::is_known_type(type)) {
-          violation_ = std::string("invalid backend message type ") + std::to_string(static_cast<int>(type));
-          stop = SessionEnd::server_protocol_violation;
-          break;
+      if (item.kind == Scanner::Kind::passthrough && !item.starts_message) {
+        if (streaming_to_client_) pass(item.wire);
+        pos += item.wire.size();
+        continue;
+      }
+      char type = item.header.type;
+      if (!backend::is_known_type(type)) {
+        violation_ = std::string("invalid backend message type ") + std::to_string(static_cast<int>(type));
+        stop = SessionEnd::server_protocol_violation;
+        break;
+      }
+      Bytes body = item.kind == Scanner::Kind::message ? item.body : Bytes{};
+      auto v = tracker.on_message(type, body, due_, failed_tags_);
+      if (v.violation) {
+        violation_ = v.why;
+        stop = SessionEnd::server_protocol_violation;
+        break;
+      }
+      for (auto tag : failed_tags_)
+        conn->statements.remove_tag(tag);
+      failed_tags_.clear();
+      if (type == backend::parameter_status) {
+        backend::ParameterStatus ps;
+        if (decode(body, ps) == Error::none) {
+          conn->set_parameter(ps.name, ps.value);
+          if (v.to_client && is_tracked(ps.name, extra)) put_setting(settings_, ps.name, ps.value);
         }
-        if (type == backend::ready_for_query) {
-          backend::ReadyForQuery z;
-          if (decode(item.body, z) != Error::none) {
-            violation_ = "malformed ReadyForQuery";
-            stop = SessionEnd::server_protocol_violation;
-            break;
+      } else if (type == backend::command_complete) {
+        backend::CommandComplete cc;
+        if (decode(body, cc) == Error::none) {
+          if (cc.tag == "DISCARD ALL") {
+            conn->statements.clear();
+            conn->applied.clear();
+          } else if (cc.tag == "DEALLOCATE ALL") {
+            conn->statements.clear();
           }
-          tx_status_ = z.status;
-          if (pending_syncs_ > 0) --pending_syncs_;
-          pos += item.wire.size();
-          if (draining_ && pending_syncs_ == 0 && tx_status_ == backend::TransactionStatus::idle &&
-              pos == data.size() && !client_scan_.mid_message() && client_in_.empty()) {
-            stop = SessionEnd::drained;
-            break;
-          }
-          continue;
         }
-        if (type == backend::parameter_status) {
-          backend::ParameterStatus p;
-          if (decode(item.body, p) == Error::none) server_conn_->set_parameter(p.name, p.value);
-        }
+      } else if (type == backend::error_response && !v.to_client && v.instead.empty()) {
+        // One of pgwarden's own requests failed (restoring this client's settings): the client must not go on
+        // with settings it did not ask for.
+        backend::ErrorFields f;
+        decode(body, f);
+        end_detail_ = std::string(f.message);
+        stop = SessionEnd::settings_lost;
+        break;
+      }
+      if (!due_.empty()) {
+        to_copy_mode();
+        scratch_.insert(scratch_.end(), due_.begin(), due_.end());
+        due_.clear();
+      }
+      if (!v.instead.empty()) {
+        to_copy_mode();
+        scratch_.insert(scratch_.end(), v.instead.begin(), v.instead.end());
+        streaming_to_client_ = false;
+      } else if (v.to_client) {
+        pass(item.wire);
+        streaming_to_client_ = true;
+      } else {
+        to_copy_mode();
+        streaming_to_client_ = false;
       }
       pos += item.wire.size();
     }
-    if (pos > 0) {
-      client_writing_ = true;
-      auto wec = co_await client_.write_all(data.first(pos));
-      client_writing_ = false;
-      if (wec) {
-        if (!tls::is_expected_disconnect(wec)) log_.info("client write failed: {}", wec.message());
-        co_return tls::is_expected_disconnect(wec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
+    std::span<const std::uint8_t> out =
+        copying ? std::span<const std::uint8_t>(scratch_) : data.subspan(seg_start, seg_end - seg_start);
+    if (!out.empty()) {
+      bool ok = true;
+      if (outbox_.empty() && !client_writing_) {
+        ok = co_await write_client_direct(out);
+      } else {
+        outbox_.insert(outbox_.end(), out.begin(), out.end());
+        ok = co_await flush_outbox();
       }
-      server_in_.consume(pos);
+      if (!ok) co_return SessionEnd::client_closed;
     }
+    server_in_.consume(pos);
     if (stop != SessionEnd::none) co_return stop;
     if (needed > 0) server_in_.reserve(needed);
+    if (!server_in_.empty() || server_scan_.mid_message() || !tracker.idle()) continue;
+    if (mode_ == config::PoolMode::statement && tracker.status() != backend::TransactionStatus::idle) {
+      co_return SessionEnd::transaction_in_statement_mode;
+    }
+    bool at_boundary = tracker.clean() && !client_scan_.mid_message() && !frontend_writing_;
+    if (!at_boundary) continue;
+    if (mode_ != config::PoolMode::session) {
+      // A cancel request on its way to this backend pins it here until it is done (bounded by its timeout).
+      cancel_slot_->set(std::nullopt);
+      for (int i = 0; conn->cancels_in_flight.load(std::memory_order_acquire) > 0 && i < 5000; ++i) {
+        asio::steady_timer t(worker_.io(), std::chrono::milliseconds(2));
+        co_await t.async_wait(use_tuple);
+      }
+      detach_and_release(true);
+      if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
+      co_return SessionEnd::none;
+    }
+    if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
   }
 }
 
-void ClientSession::finish(SessionEnd end) {
-  bool client_at_boundary = !server_scan_.mid_message() && !client_writing_;
+asio::awaitable<void> ClientSession::finish(SessionEnd end) {
+  bool client_at_boundary = !server_scan_.mid_message() && !client_writing_ && outbox_.empty();
+  auto tell = [&](std::string_view sqlstate, std::string_view message, std::string_view detail = {}) {
+    if (client_at_boundary) send_fatal_best_effort(sqlstate, message, detail);
+  };
   switch (end) {
     case SessionEnd::drained:
     case SessionEnd::shutdown_forced:
-      if (client_at_boundary)
-        send_fatal_best_effort("57P01", "terminating connection due to administrator command");
+      tell("57P01", "terminating connection due to administrator command");
       break;
     case SessionEnd::server_closed:
     case SessionEnd::server_io_error:
+      tell("08006", "server connection lost");
+      break;
     case SessionEnd::server_protocol_violation:
-      if (end == SessionEnd::server_protocol_violation)
-        log_.error("server protocol violation: {}", violation_);
-      if (client_at_boundary) {
-        send_fatal_best_effort(
-            "08006", "server connection lost",
-            end == SessionEnd::server_protocol_violation ? "the server sent invalid data" : "");
-      }
+      log_.error("server protocol violation: {}", violation_);
+      tell("08006", "server connection lost", "the server sent something pgwarden could not follow");
       break;
     case SessionEnd::client_protocol_violation:
       log_.info("client protocol violation: {}", violation_);
-      if (client_at_boundary) send_fatal_best_effort("08P01", "protocol violation", violation_);
+      tell("08P01", "protocol violation", violation_);
+      break;
+    case SessionEnd::query_wait_timeout:
+      tell("57014", "no server connection became free within query_wait_timeout");
+      break;
+    case SessionEnd::server_unavailable:
+      log_.warn("no server connection: {}", end_detail_);
+      tell("08006", "pgwarden could not connect to the server for database \"" + db_->name + "\"",
+           end_detail_);
+      break;
+    case SessionEnd::settings_lost:
+      log_.warn("restoring the client's settings failed: {}", end_detail_);
+      tell("08006", "could not restore this session's settings on a server connection", end_detail_);
+      break;
+    case SessionEnd::client_idle_timeout:
+      tell("57P05", "terminating connection due to idle timeout (client_idle_timeout)");
+      break;
+    case SessionEnd::idle_transaction_timeout:
+      tell("25P03", "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)");
+      break;
+    case SessionEnd::transaction_in_statement_mode:
+      tell("0A000", "transaction blocks are not allowed in statement pooling mode");
       break;
     default:
       break;
   }
   if (end != SessionEnd::refused && end != SessionEnd::none) log_.info("session ended: {}", describe(end));
-  if (server_conn_) {
-    // Session mode: the server connection leaves with its client. Say goodbye so PostgreSQL logs a clean
-    // exit.
-    static constexpr std::uint8_t terminate[] = {'X', 0, 0, 0, 4};
-    if (server_conn_->stream.is_open() && end != SessionEnd::server_closed &&
-        end != SessionEnd::server_io_error) {
-      server_conn_->stream.try_write_all(terminate);
-    }
-    server_conn_->stream.close();
-    server_conn_.reset();
-  }
   if (cancel_slot_) cancel_slot_->set(std::nullopt);
+  if (auto conn = std::move(server_conn_)) {
+    bool server_failed = end == SessionEnd::server_closed || end == SessionEnd::server_io_error ||
+                         end == SessionEnd::server_protocol_violation || end == SessionEnd::settings_lost;
+    bool settled = !server_failed && conn->tracker.idle() && !conn->tracker.in_copy() &&
+                   !server_scan_.mid_message() && server_in_.empty();
+    if (!settled) {
+      // Answers still owed, COPY in progress or a broken stream: closing is the only clean way out.
+      pool_->discard(std::move(conn));
+    } else {
+      // A client that left inside a transaction gets it rolled back; in session mode the reset query wipes
+      // what it left behind before the next client.
+      std::vector<std::uint8_t> q;
+      Encoder e(q);
+      if (conn->tracker.status() != backend::TransactionStatus::idle) {
+        encode::query(e, "ROLLBACK");
+        conn->tracker.push(Request::query, Answer::swallow);
+      }
+      if (mode_ == config::PoolMode::session && !db_->pool.server_reset_query.empty()) {
+        encode::query(e, db_->pool.server_reset_query);
+        conn->tracker.push(Request::query, Answer::swallow);
+      }
+      bool broken = false;
+      if (!q.empty()) {
+        if (co_await conn->stream.write_all(q)) {
+          broken = true;
+        } else {
+          std::string error = co_await settle(conn, broken);
+          if (!error.empty()) log_.warn("cleaning the server connection failed: {}", error);
+        }
+      }
+      if (broken) {
+        pool_->discard(std::move(conn));
+      } else {
+        pool_->release(std::move(conn), worker_.index(), true);
+      }
+    }
+  }
   client_.close();
 }
 

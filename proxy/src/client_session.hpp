@@ -1,5 +1,6 @@
-// One client connection from accept to close: negotiation (TLS, startup, cancel), authentication, a server
-// connection, and the relay between the two as two child coroutines on the worker's thread.
+// One client connection from accept to close: negotiation (TLS, startup, cancel), authentication, then the
+// relay to whichever server connection the pool lends it (for the whole session, for each transaction, or for
+// each statement), as child coroutines on the worker's thread.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -14,7 +15,9 @@
 
 #include "cancel_registry.hpp"
 #include "log.hpp"
+#include "pgw/pool/pool.hpp"
 #include "pgw/pool/server_connection.hpp"
+#include "pgw/pool/statements.hpp"
 #include "pgw/protocol/buffer.hpp"
 #include "pgw/protocol/encoder.hpp"
 #include "pgw/protocol/scanner.hpp"
@@ -27,6 +30,12 @@ namespace asio = boost::asio;
 class Server;
 class Worker;
 
+// A setting the client asked for (startup packet, options, or a SET the server reported back).
+struct Setting {
+  std::string name;
+  std::string value;
+};
+
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   ClientSession(Server& server, Worker& worker, tls::tcp::socket socket);
@@ -36,24 +45,51 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // through `self` from the moment it is created, so no other owner is needed while it runs.
   static asio::awaitable<void> run(std::shared_ptr<ClientSession> self);
 
-  // Called on the worker's thread by the shutdown sequence.
+  // Called on the worker's thread by the shutdown sequence and the janitor.
   void drain();        // close with 57P01 at the next point where no transaction is open
   void force_close();  // close now with 57P01 (shutdown_timeout passed)
+  void check_timeouts(pool::Clock::time_point now);
 
  private:
   asio::awaitable<void> run_session();
   // Login phase: each returns false once the connection has been answered and must close.
   asio::awaitable<bool> negotiate();
   asio::awaitable<bool> authenticate();
-  asio::awaitable<bool> attach_server();
+  asio::awaitable<bool> join_pool();
+  asio::awaitable<bool> login_to_server();
   asio::awaitable<void> handle_cancel(protocol::CancelRequest key);
 
   // Relay phase.
   asio::awaitable<SessionEnd> relay();
-  asio::awaitable<SessionEnd> frontend_pump();
+  asio::awaitable<SessionEnd> frontend_loop();
+  asio::awaitable<SessionEnd> backend_loop();
   asio::awaitable<SessionEnd> backend_pump();
   asio::awaitable<SessionEnd> wait_for_wake();
-  void finish(SessionEnd end);
+  asio::awaitable<SessionEnd> attach();
+  void detach_and_release(bool reusable);
+  asio::awaitable<void> finish(SessionEnd end);
+
+  // Sends pgwarden's own requests (settings, reset, rollback) and reads the answers, swallowed, until the
+  // connection is clean again. Returns the server's error text if one of them failed, "" on success, and sets
+  // `broken` if the connection cannot be reused.
+  asio::awaitable<std::string> settle(std::shared_ptr<pool::ServerConnection> conn, bool& broken);
+  // The SET / RESET statements that make `conn` match what this client expects; "" if nothing differs.
+  std::string settings_diff(const pool::ServerConnection& conn) const;
+  void note_applied(pool::ServerConnection& conn);
+
+  // Frontend translation of one client message into what goes to the server.
+  bool translate(char type, protocol::Bytes body, protocol::Bytes wire);
+  // Without a server connection: answers what needs none (a standalone prepare, a statement Close, Sync).
+  bool answer_locally(char type, protocol::Bytes body);
+  void emit_wire(protocol::Bytes wire);
+  void emit_replaced();  // the current message is not forwarded as is
+  void ensure_prepared(const pool::PreparedStatement& statement);
+  void refuse_request(pool::Request request, std::string_view sqlstate, std::string_view message,
+                      std::string_view hint);
+
+  // Client output: one writer at a time, in the tracker's order.
+  asio::awaitable<bool> flush_outbox();
+  asio::awaitable<bool> write_client_direct(std::span<const std::uint8_t> bytes);
 
   // Reads one startup-family packet (bounded by 10000 bytes) into client_in_.
   asio::awaitable<protocol::FrameResult> read_startup_packet();
@@ -65,23 +101,30 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                                std::string hint = {});
   void send_fatal_best_effort(std::string_view sqlstate, std::string_view message,
                               std::string_view detail = {});
-  bool idle() const noexcept;
+  bool idle_point() const noexcept;
 
   Server& server_;
   Worker& worker_;
   std::shared_ptr<const Runtime> rt_;
   std::list<ClientSession*>::iterator registration_;
   tls::Stream client_;
-  std::shared_ptr<pool::ServerConnection> server_conn_;
   log::SessionLog log_;
   bool admitted_ = false;
 
   // Who the client is and what it asked for.
   std::string user_;
+  std::string server_user_;
   std::string database_;
-  std::vector<std::pair<std::string, std::string>> startup_parameters_;
+  std::vector<Setting> settings_;  // desired values; tracked ones follow the server's ParameterStatus
   const config::DatabaseSettings* db_ = nullptr;
+  config::PoolMode mode_ = config::PoolMode::session;
   std::optional<protocol::scram::Client::Keys> passthrough_;
+
+  std::shared_ptr<pool::Pool> pool_;
+  std::shared_ptr<pool::ServerConnection> server_conn_;  // attached now
+  std::shared_ptr<pool::Pool::Ticket> ticket_;
+  pool::ClientStatements statements_;
+  bool rename_statements_ = false;
 
   std::shared_ptr<CancelSlot> cancel_slot_;
   std::optional<protocol::CancelRequest> client_key_;
@@ -90,18 +133,28 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   protocol::Buffer server_in_;
   protocol::Scanner client_scan_;
   protocol::Scanner server_scan_;
-  std::vector<std::uint8_t> out_;
+  std::vector<std::uint8_t> out_;         // login-phase messages
+  std::vector<std::uint8_t> server_out_;  // a rewritten frontend batch
+  std::size_t range_start_ = 0;           // start of the unrewritten run of client bytes in this batch
+  std::size_t range_end_ = 0;
+  bool rewriting_ = false;
+  std::vector<std::uint8_t> outbox_;  // client-bound bytes waiting for the writer
+  std::vector<std::uint8_t> due_;
+  std::vector<std::uint64_t> failed_tags_;
+  std::vector<std::uint8_t> scratch_;
+  bool client_writing_ = false;
+  bool frontend_writing_ = false;
+  bool streaming_to_client_ = true;  // verdict for the rest of a long server message
 
-  // Protocol state shared by the two pumps (same thread, no lock).
-  protocol::backend::TransactionStatus tx_status_ = protocol::backend::TransactionStatus::idle;
-  std::uint32_t pending_syncs_ = 0;  // Query and Sync messages sent whose ReadyForQuery has not come back
   bool draining_ = false;
   SessionEnd wake_reason_ = SessionEnd::none;
   asio::steady_timer wake_;
+  asio::steady_timer attached_;
   pool::Deadline login_deadline_;
   bool in_relay_ = false;
-  bool client_writing_ = false;
+  pool::Clock::time_point last_activity_ = pool::Clock::now();
   std::string violation_;
+  std::string end_detail_;
 };
 
 }  // namespace pgw::proxy

@@ -48,11 +48,32 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Worker::start_janitor() {
+  janitor_ = std::make_unique<asio::steady_timer>(io_);
+  janitor_step();
+}
+
+void Worker::janitor_step() {
+  janitor_->expires_after(std::chrono::seconds(1));
+  janitor_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto now = pool::Clock::now();
+    std::vector<ClientSession*> sessions(sessions_.begin(), sessions_.end());
+    for (ClientSession* s : sessions)
+      s->check_timeouts(now);
+    janitor_step();
+  });
+}
+
 Server::Server(std::shared_ptr<const Runtime> runtime) : runtime_(std::move(runtime)) {
   unsigned n = runtime_->config->proxy.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(i));
+  std::vector<asio::any_io_executor> executors;
+  for (auto& w : workers_)
+    executors.push_back(w->io().get_executor());
+  pools_ = std::make_unique<pool::PoolManager>(std::move(executors));
   unsigned char seed[32];
   RAND_bytes(seed, sizeof seed);
   mock_seed_.assign(reinterpret_cast<const char*>(seed), sizeof seed);
@@ -71,6 +92,7 @@ Server::~Server() {
     acceptors_.clear();
     signals_.reset();
     shutdown_timer_.reset();
+    pools_.reset();
     workers_.clear();
   } catch (const std::exception& e) {
     spdlog::error("stopping: {}", e.what());
@@ -253,6 +275,7 @@ void Server::maybe_finish() {
 
 void Server::stop_all() {
   if (stopped_.exchange(true)) return;
+  pools_->stop();
   asio::post(workers_[0]->io(), [this] {
     boost::system::error_code ec;
     for (auto& a : acceptors_)

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cancel_registry.hpp"
+#include "pgw/pool/pool.hpp"
 #include "runtime.hpp"
 
 namespace pgw::proxy {
@@ -37,13 +38,18 @@ class Worker {
   void start();
   void stop();
   void join();
+  // Every second: client_idle_timeout and idle_transaction_timeout of this worker's sessions.
+  void start_janitor();
 
  private:
+  void janitor_step();
+
   std::size_t index_;
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::thread thread_;
   std::list<ClientSession*> sessions_;
+  std::unique_ptr<asio::steady_timer> janitor_;
 };
 
 class Server {
@@ -58,6 +64,7 @@ class Server {
   // Read by sessions (any thread).
   std::shared_ptr<const Runtime> runtime() const;
   CancelRegistry& cancels() noexcept { return cancels_; }
+  pool::PoolManager& pools() noexcept { return *pools_; }
   bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
   const std::string& mock_seed() const noexcept { return mock_seed_; }
   std::string next_session_id();
@@ -76,6 +83,7 @@ class Server {
   void stop_all();
 
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<pool::PoolManager> pools_;
   std::atomic<std::size_t> next_worker_{0};
   mutable std::mutex runtime_mutex_;
   std::shared_ptr<const Runtime> runtime_;

@@ -29,6 +29,18 @@ std::string_view describe(SessionEnd e) noexcept {
       return "closed by shutdown_timeout";
     case SessionEnd::login_timeout:
       return "client_login_timeout passed";
+    case SessionEnd::query_wait_timeout:
+      return "query_wait_timeout passed waiting for a server connection";
+    case SessionEnd::server_unavailable:
+      return "no server connection could be opened";
+    case SessionEnd::settings_lost:
+      return "restoring the client's settings failed";
+    case SessionEnd::client_idle_timeout:
+      return "client_idle_timeout passed";
+    case SessionEnd::idle_transaction_timeout:
+      return "idle_transaction_timeout passed";
+    case SessionEnd::transaction_in_statement_mode:
+      return "transaction block in statement pooling mode";
   }
   return "unknown";
 }

@@ -102,9 +102,9 @@ name = "app"
     assert "configuration OK" in r.stdout
 
 
-def test_default_pool_mode_is_not_silently_accepted(tmp_path, certs):
+def test_pool_keys_are_checked(tmp_path, certs):
     (tmp_path / "userlist.txt").write_text('"alice" "alice-pw"\n')
-    cfg = tmp_path / "txn.toml"
+    cfg = tmp_path / "pool.toml"
     cfg.write_text(f"""[client_tls]
 cert = "{certs.server_crt}"
 key = "{certs.server_key}"
@@ -112,9 +112,14 @@ key = "{certs.server_key}"
 ca = "{certs.ca_crt}"
 [auth]
 file = "userlist.txt"
+[pool]
+default_size = 5
+min_size = 6
 [[database]]
 name = "app"
+pool_mode = "statment"
 """)
     r = check(cfg)
     assert r.returncode == 1
-    assert "not supported yet" in r.stderr
+    assert f"{cfg}:10:1: min_size (6) exceeds default_size (5)" in r.stderr
+    assert f"{cfg}:13:13: database.pool_mode: invalid value \"statment\"" in r.stderr

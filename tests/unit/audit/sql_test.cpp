@@ -44,4 +44,12 @@ TEST(LeadingKeyword, UnscannableTextFindsNothing) {
   EXPECT_FALSE(has_statement_starting_with("SELECT 'unterminated; LISTEN x", Leading::listen));
 }
 
+TEST(Syntax, ParsesAcceptsWhatPostgresAccepts) {
+  EXPECT_TRUE(pgw::audit::parses("SELECT 1"));
+  EXPECT_TRUE(pgw::audit::parses("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"));
+  EXPECT_TRUE(pgw::audit::parses("SELECT * FROM no_such_table"));  // syntax only
+  EXPECT_FALSE(pgw::audit::parses("SELEC 1"));
+  EXPECT_FALSE(pgw::audit::parses("SELECT 'unterminated"));
+}
+
 }  // namespace

@@ -140,6 +140,25 @@ TEST(Tracker, SwallowedRequestHidesEverythingItCauses) {
   EXPECT_TRUE(r.feed('Z', idle).to_client);
 }
 
+TEST(Tracker, HiddenRequestShowsOnlyItsError) {
+  Script r;
+  r.t.push(Request::parse, Answer::hidden, 5);  // pgwarden prepares the statement the client's Bind needs
+  r.t.push(Request::bind);
+  r.t.push(Request::execute);
+  r.t.push(Request::sync);
+  EXPECT_FALSE(r.feed('1').to_client);
+  EXPECT_TRUE(r.feed('2').to_client);
+  EXPECT_TRUE(r.feed('C').to_client);
+  EXPECT_TRUE(r.feed('Z', idle).to_client);
+  r.t.push(Request::parse, Answer::hidden, 6);
+  r.t.push(Request::bind);
+  r.t.push(Request::sync);
+  auto v = r.feed('E');
+  EXPECT_TRUE(v.to_client) << "the reason the client's Bind fails";
+  EXPECT_EQ(r.failed, std::vector<std::uint64_t>{6});
+  EXPECT_TRUE(r.feed('Z', idle).to_client);
+}
+
 TEST(Tracker, SyntheticAnswerComesInItsPlace) {
   Script r;
   r.t.push(Request::parse);

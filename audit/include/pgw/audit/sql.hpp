@@ -15,4 +15,7 @@ enum class Leading : unsigned char { listen, begin };
 // scanner is worth running (2-9 us per statement): almost every statement skips it.
 bool has_statement_starting_with(std::string_view sql, Leading keyword);
 
+// True if PostgreSQL 15's grammar accepts `sql` (raw parse: syntax only, no catalog lookups).
+bool parses(std::string_view sql);
+
 }  // namespace pgw::audit

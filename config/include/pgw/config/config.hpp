@@ -99,6 +99,8 @@ struct PoolSettings {
   Duration idle_transaction_timeout{0};
   std::string server_reset_query = "DISCARD ALL";
   unsigned max_prepared_statements = 200;
+  unsigned max_client_prepared_statements = 1000;
+  std::vector<std::string> track_extra_parameters;
 };
 
 struct DatabaseSettings {

@@ -29,7 +29,9 @@ enum class Request : std::uint8_t {
 // Who sees the answer.
 enum class Answer : std::uint8_t {
   forward,    // the client's own request
-  swallow,    // pgwarden's own request (a Parse it injected, SET, ROLLBACK): the client never sees the answer
+  swallow,    // pgwarden's own request (SET, ROLLBACK, reset): the client never sees the answer
+  hidden,     // pgwarden's own request on the client's behalf (a Parse it injected before a Bind): success is
+              // silent, an ErrorResponse goes to the client, as the reason its next request fails
   synthetic,  // not sent to the server: pgwarden's bytes go to the client when the entry reaches the head
   replace_error,  // sent so that the server fails where the client's request would have: the ErrorResponse is
                   // replaced by pgwarden's own

@@ -1,0 +1,35 @@
+// Client settings: startup parameters (and `options`' -c switches) as name/value pairs, the ones PostgreSQL
+// reports with ParameterStatus, and the SET statements that carry them to a pooled server connection.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pgw/protocol/messages.hpp"
+
+namespace pgw::proxy {
+
+struct Setting;
+
+// Startup parameters other than user, database and replication, with `options` ("-c name=value",
+// "--name=value", backslash escapes a space) expanded. False with `error` set for options PostgreSQL would
+// refuse.
+bool settings_from_startup(const protocol::StartupMessage& startup, std::vector<Setting>& out,
+                           std::string& error);
+
+// GUC names are case-insensitive.
+bool same_name(std::string_view a, std::string_view b) noexcept;
+Setting* find_setting(std::vector<Setting>& settings, std::string_view name) noexcept;
+const Setting* find_setting(const std::vector<Setting>& settings, std::string_view name) noexcept;
+void put_setting(std::vector<Setting>& settings, std::string_view name, std::string_view value);
+
+// Parameters PostgreSQL reports with ParameterStatus and pgwarden keeps per client (plus
+// track_extra_parameters).
+bool is_tracked(std::string_view name, const std::vector<std::string>& extra) noexcept;
+
+// `SET "name" TO E'value';` with the name and value quoted so that nothing in them can end the statement.
+void append_set(std::string& sql, std::string_view name, std::string_view value);
+void append_reset(std::string& sql, std::string_view name);
+
+}  // namespace pgw::proxy
