@@ -151,6 +151,7 @@ asio::awaitable<ConnectError> login(ServerConnection& c, const ConnectRequest& r
       }
       if (status == protocol::ServerLogin::Status::done) {
         c.parameters = machine.parameters();
+        c.initial_parameters = c.parameters;
         c.backend_key = machine.backend_key();
         c.status = machine.transaction_status();
         if (!in.empty()) {

@@ -85,6 +85,13 @@ std::optional<std::string> ServerStatements::add(const PreparedStatement& statem
   return evicted;
 }
 
+void ServerStatements::remove(const StatementKey& key) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
 void ServerStatements::remove_tag(std::uint64_t tag) {
   for (auto it = lru_.begin(); it != lru_.end(); ++it) {
     if (it->key.tag() == tag) {

@@ -421,28 +421,27 @@ asio::awaitable<bool> ClientSession::join_pool() {
 
 std::string ClientSession::settings_diff(const pool::ServerConnection& conn) const {
   const auto& extra = db_->pool.track_extra_parameters;
-  std::string sql;
+  std::string sets;
+  std::string resets;
   for (const auto& s : settings_) {
+    const std::string* now = nullptr;
     if (is_tracked(s.name, extra)) {
-      const std::string* value = nullptr;
       for (const auto& [k, v] : conn.parameters) {
-        if (same_name(k, s.name)) value = &v;
+        if (same_name(k, s.name)) now = &v;
       }
-      if (value == nullptr || *value != s.value) append_set(sql, s.name, s.value);
     } else {
-      const std::pair<std::string, std::string>* applied = nullptr;
-      for (const auto& a : conn.applied) {
-        if (same_name(a.first, s.name)) applied = &a;
+      for (const auto& [k, v] : conn.applied) {
+        if (same_name(k, s.name)) now = &v;
       }
-      if (applied == nullptr || applied->second != s.value) append_set(sql, s.name, s.value);
     }
+    if (now == nullptr || *now != s.value) append_set(sets, s.name, s.value);
   }
   // Settings a previous client brought (startup options) that this one did not ask for go back to the
   // default.
   for (const auto& a : conn.applied) {
-    if (find_setting(settings_, a.first) == nullptr) append_reset(sql, a.first);
+    if (find_setting(settings_, a.first) == nullptr) append_reset(resets, a.first);
   }
-  return sql;
+  return sets.empty() ? resets : "SELECT " + sets + ";" + resets;
 }
 
 void ClientSession::note_applied(pool::ServerConnection& conn) {
@@ -543,7 +542,14 @@ asio::awaitable<bool> ClientSession::login_to_server() {
     }
   }
   auto conn = std::move(r.connection);
-  // The client's own settings, checked by PostgreSQL itself: a value it would refuse at login refuses here.
+  // A new client starts from the server's values at login, whatever earlier clients SET on this connection,
+  // with its own startup settings on top: checked by PostgreSQL itself, so a value it would refuse at login
+  // refuses here.
+  for (const auto& [k, v] : conn->initial_parameters) {
+    if (is_tracked(k, db_->pool.track_extra_parameters) && find_setting(settings_, k) == nullptr) {
+      settings_.push_back({k, v});
+    }
+  }
   std::string diff = settings_diff(*conn);
   if (!diff.empty()) {
     std::vector<std::uint8_t> q;
@@ -785,6 +791,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         return false;
       }
       if (refused(q.query, Request::query)) return true;
+      if (rewrite_deallocate(q.query, Request::query)) return true;
       t.push(Request::query);
       emit_wire(wire);
       return true;
@@ -796,6 +803,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         return false;
       }
       if (refused(p.query, Request::parse)) return true;
+      if (p.statement.empty() && rewrite_deallocate(p.query, Request::parse)) return true;
       if (!rename_statements_ || p.statement.empty()) {
         t.push(Request::parse);
         emit_wire(wire);
@@ -923,6 +931,30 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
   }
 }
 
+bool ClientSession::rewrite_deallocate(std::string_view sql, Request request) {
+  // psycopg 3 with libpq < 17 drops statements from its cache with SQL DEALLOCATE (simple or extended
+  // protocol). The server knows this client's statement under pgwarden's name, maybe shared with other
+  // clients: DEALLOCATE that name (preparing it first if this connection lacks it, so the answer is
+  // PostgreSQL's own "DEALLOCATE"), forget it here, and let the others prepare it again when they need it.
+  std::string_view name = deallocate_target(sql);
+  if (!rename_statements_ || name.empty()) return false;
+  const pool::PreparedStatement* statement = statements_.find(name);
+  if (statement == nullptr) return false;  // a PREPARE'd SQL statement: the server's business
+  ensure_prepared(*statement);
+  emit_replaced();
+  std::string server_sql = "DEALLOCATE " + statement->server_name;
+  Encoder e(server_out_);
+  if (request == Request::query) {
+    encode::query(e, server_sql);
+  } else {
+    encode::parse(e, "", server_sql, {}, 0);
+  }
+  server_conn_->tracker.push(request);
+  server_conn_->statements.remove(statement->key);
+  statements_.remove(name);
+  return true;
+}
+
 bool ClientSession::answer_locally(char type, Bytes body) {
   // Without a server connection nothing is pending and no transaction is open, so a standalone prepare
   // (libpq's PQprepare: Parse + Sync) can be answered here. pgbench -M prepared calls PQprepare synchronously
@@ -964,6 +996,17 @@ bool ClientSession::answer_locally(char type, Bytes body) {
       return true;
     case frontend::flush:
       return true;
+    case frontend::query: {
+      frontend::Query q;
+      if (decode(body, q) != Error::none) return false;
+      std::string_view name = deallocate_target(q.query);
+      if (name.empty() || !statements_.contains(name)) return false;
+      statements_.remove(name);
+      Encoder e(outbox_);
+      encode::command_complete(e, "DEALLOCATE");
+      encode::ready_for_query(e, backend::TransactionStatus::idle);
+      return true;
+    }
     default:
       return false;
   }
@@ -1195,11 +1238,12 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       } else if (type == backend::command_complete) {
         backend::CommandComplete cc;
         if (decode(body, cc) == Error::none) {
-          if (cc.tag == "DISCARD ALL") {
+          if (cc.tag == "DISCARD ALL" || cc.tag == "DEALLOCATE ALL") {
+            // Gone on the server for everyone; the client that asked loses its names too, as it would
+            // directly.
             conn->statements.clear();
-            conn->applied.clear();
-          } else if (cc.tag == "DEALLOCATE ALL") {
-            conn->statements.clear();
+            if (cc.tag == "DISCARD ALL") conn->applied.clear();
+            if (v.to_client) statements_.clear();
           }
         }
       } else if (type == backend::error_response && !v.to_client && v.instead.empty()) {

@@ -81,6 +81,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool translate(char type, protocol::Bytes body, protocol::Bytes wire);
   // Without a server connection: answers what needs none (a standalone prepare, a statement Close, Sync).
   bool answer_locally(char type, protocol::Bytes body);
+  // SQL "DEALLOCATE name" of one of this client's protocol-level statements: sent for the server's name.
+  bool rewrite_deallocate(std::string_view sql, pool::Request request);
   void emit_wire(protocol::Bytes wire);
   void emit_replaced();  // the current message is not forwarded as is
   void ensure_prepared(const pool::PreparedStatement& statement);

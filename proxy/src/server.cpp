@@ -162,6 +162,9 @@ int Server::run() {
   };
   wait_signal(wait_signal);
   spdlog::info("pgwarden {} started with {} worker threads", PGW_VERSION, workers_.size());
+  pools_->start_janitor(std::chrono::seconds(1));
+  for (auto& w : workers_)
+    asio::post(w->io(), [worker = w.get()] { worker->start_janitor(); });
   for (auto& w : workers_)
     w->start();
   for (auto& w : workers_)

@@ -119,18 +119,73 @@ bool settings_from_startup(const protocol::StartupMessage& startup, std::vector<
   return true;
 }
 
-void append_set(std::string& sql, std::string_view name, std::string_view value) {
-  sql += "SET \"";
-  for (char c : name) {
-    if (c == '"') sql += '"';
-    sql += c;
-  }
-  sql += "\" TO E'";
-  for (char c : value) {
+namespace {
+void append_literal(std::string& sql, std::string_view text) {
+  sql += "E'";
+  for (char c : text) {
     if (c == '\'' || c == '\\') sql += c;
     sql += c;
   }
-  sql += "';";
+  sql += '\'';
+}
+}  // namespace
+
+void append_set(std::string& select_list, std::string_view name, std::string_view value) {
+  if (!select_list.empty()) select_list += ", ";
+  select_list += "pg_catalog.set_config(";
+  append_literal(select_list, name);
+  select_list += ", ";
+  append_literal(select_list, value);
+  select_list += ", false)";
+}
+
+namespace {
+bool space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+void skip_spaces(std::string_view& s) {
+  while (!s.empty() && space(s.front()))
+    s.remove_prefix(1);
+}
+bool take_keyword(std::string_view& s, std::string_view lower_word) {
+  if (s.size() < lower_word.size()) return false;
+  for (std::size_t i = 0; i < lower_word.size(); ++i) {
+    if ((s[i] | 0x20) != lower_word[i]) return false;
+  }
+  if (s.size() > lower_word.size() && !space(s[lower_word.size()]) && s[lower_word.size()] != '"')
+    return false;
+  s.remove_prefix(lower_word.size());
+  skip_spaces(s);
+  return true;
+}
+}  // namespace
+
+std::string_view deallocate_target(std::string_view sql) noexcept {
+  skip_spaces(sql);
+  if (!take_keyword(sql, "deallocate")) return {};
+  take_keyword(sql, "prepare");
+  std::string_view name;
+  if (!sql.empty() && sql.front() == '"') {
+    auto close = sql.find('"', 1);
+    if (close == std::string_view::npos) return {};
+    name = sql.substr(1, close - 1);
+    if (name.empty() || name.find('"') != std::string_view::npos) return {};
+    sql.remove_prefix(close + 1);
+  } else {
+    std::size_t n = 0;
+    while (n < sql.size() && ((sql[n] >= 'a' && sql[n] <= 'z') || (sql[n] >= '0' && sql[n] <= '9') ||
+                              sql[n] == '_' || sql[n] == '$')) {
+      ++n;
+    }
+    // Upper-case letters would be folded by PostgreSQL: such names are left to the server.
+    name = sql.substr(0, n);
+    sql.remove_prefix(n);
+    if (name.empty() || name == "all" || (name[0] >= '0' && name[0] <= '9')) return {};
+  }
+  skip_spaces(sql);
+  if (!sql.empty() && sql.front() == ';') sql.remove_prefix(1);
+  skip_spaces(sql);
+  return sql.empty() ? name : std::string_view{};
 }
 
 void append_reset(std::string& sql, std::string_view name) {

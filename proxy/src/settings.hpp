@@ -28,8 +28,15 @@ void put_setting(std::vector<Setting>& settings, std::string_view name, std::str
 // track_extra_parameters).
 bool is_tracked(std::string_view name, const std::vector<std::string>& extra) noexcept;
 
-// `SET "name" TO E'value';` with the name and value quoted so that nothing in them can end the statement.
-void append_set(std::string& sql, std::string_view name, std::string_view value);
+// `pg_catalog.set_config(E'name', E'value', false)`, comma-separated, for one SELECT: set_config parses the
+// value as a startup option or the config file would (a list such as search_path = 'a,b' stays a list), and
+// nothing in the quoted name or value can end the statement.
+void append_set(std::string& select_list, std::string_view name, std::string_view value);
+// The statement name of a simple query that is exactly "DEALLOCATE [PREPARE] name [;]" (name plain or
+// double-quoted, case folded as PostgreSQL folds it), else "" (also for DEALLOCATE ALL).
+std::string_view deallocate_target(std::string_view sql) noexcept;
+
+// `RESET "name";`
 void append_reset(std::string& sql, std::string_view name);
 
 }  // namespace pgw::proxy

@@ -165,7 +165,11 @@ ssl_ca_file = '{tls_dir / certs.ca_crt.name}'
         self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"])
 
     def restart(self):
-        self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "restart"])
+        # -l: without it the new postmaster inherits (and holds open) the pipe this process reads pg_ctl from.
+        r = self._as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t",
+                         "60", "restart"])
+        if r.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart: {r.stderr}")
 
     def sql(self, query, db="postgres", check=True):
         """Runs SQL as the superuser over the Unix socket; returns stdout (unaligned, tuples only)."""

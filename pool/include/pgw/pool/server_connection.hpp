@@ -54,6 +54,8 @@ struct ServerConnection {
   std::string host;             // as configured (for logs and TLS name checks)
   tls::tcp::endpoint endpoint;  // the address actually connected, for cancel requests
   std::vector<std::pair<std::string, std::string>> parameters;  // ParameterStatus, latest values
+  // ParameterStatus at login: what a new client is told and gets, whatever earlier clients SET.
+  std::vector<std::pair<std::string, std::string>> initial_parameters;
   protocol::CancelRequest backend_key;
   protocol::backend::TransactionStatus status = protocol::backend::TransactionStatus::idle;
   Clock::time_point created = Clock::now();

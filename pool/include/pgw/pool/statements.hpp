@@ -51,6 +51,7 @@ class ClientStatements {
   const PreparedStatement* find(std::string_view name) const noexcept;
   bool contains(std::string_view name) const noexcept { return find(name) != nullptr; }
   void remove(std::string_view name);
+  void clear() noexcept { names_.clear(); }
   std::size_t size() const noexcept { return names_.size(); }
 
  private:
@@ -70,6 +71,7 @@ class ServerStatements {
   // Records a statement; returns the server name of the least recently used one to close if over capacity.
   std::optional<std::string> add(const PreparedStatement& statement, std::size_t capacity);
   void remove_tag(std::uint64_t tag);
+  void remove(const StatementKey& key);
   void clear() noexcept {
     lru_.clear();
     index_.clear();

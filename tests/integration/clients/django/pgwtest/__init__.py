@@ -1,0 +1,1 @@
+"""A minimal Django project whose database is reached through pgwarden."""

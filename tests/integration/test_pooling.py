@@ -1,0 +1,497 @@
+"""Pooling against a real PostgreSQL 15: transaction, session and statement modes, limits, timeouts, faults."""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import psql
+
+psycopg = pytest.importorskip("psycopg")
+
+
+@pytest.fixture(scope="module")
+def bench_db(cluster):
+    cluster.sql("DROP DATABASE IF EXISTS bench")
+    cluster.sql("CREATE DATABASE bench OWNER alice")
+    r = harness.run(["pgbench", "-i", "-q", "-s", "1", "-h", str(cluster.socket_dir), "-p", str(cluster.port), "-U",
+                     "alice", "bench"])
+    assert r.returncode == 0, r.stderr
+    return "bench"
+
+
+def bench_database(env):
+    return {"name": "bench", "host": "localhost", "port": env.cluster.port}
+
+
+def app_database(env, **extra):
+    return {"name": "app", "host": "localhost", "port": env.cluster.port, **extra}
+
+
+def server_connections(cluster, db="app", user="alice"):
+    return int(cluster.sql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND usename = '{user}' "
+                           "AND pid <> pg_backend_pid()"))
+
+
+def wait_until(predicate, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fresh_table(cluster, name):
+    cluster.sql(f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (x int); ALTER TABLE {name} OWNER TO alice",
+                db="app")
+
+
+def balances(cluster):
+    return [int(cluster.sql(f"SELECT coalesce(sum({col}), 0) FROM {table}", db="bench"))
+            for table, col in (("pgbench_accounts", "abalance"), ("pgbench_branches", "bbalance"),
+                               ("pgbench_tellers", "tbalance"), ("pgbench_history", "delta"))]
+
+
+def pgbench(pgw, env, *args, timeout=180):
+    e = dict(os.environ, PGPASSWORD="alice-pw")
+    return harness.run(["pgbench", "-n", *args, env.via(pgw, dbname="bench")], env=e, timeout=timeout)
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended", "prepared"])
+def test_pgbench_100_clients_on_a_pool_of_5(env, bench_db, protocol):
+    before = balances(env.cluster)
+    assert len(set(before)) == 1
+    pgw = env.start(pool={"mode": "transaction", "default_size": 5}, database=[bench_database(env)],
+                    proxy={"workers": 2, "max_client_conn": 200}, log={"level": "info"})
+    r = pgbench(pgw, env, "-M", protocol, "-c", "100", "-j", "4", "-t", "20")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "number of transactions actually processed: 2000/2000" in r.stdout, r.stdout
+    assert "number of failed transactions: 0 (0.000%)" in r.stdout, r.stdout
+    after = balances(env.cluster)
+    assert len(set(after)) == 1, f"TPC-B invariant broken: {after}"
+    assert after != before
+    # The pool never went over its budget.
+    assert server_connections(env.cluster, db="bench") <= 5
+
+
+def test_pipeline_mode(env, bench_db, tmp_path):
+    script = tmp_path / "pipeline.sql"
+    script.write_text("\\set aid random(1, 100000)\n\\startpipeline\n"
+                      "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                      "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n"
+                      "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                      "\\endpipeline\n")
+    pgw = env.start(pool={"mode": "transaction", "default_size": 2}, database=[bench_database(env)])
+    for protocol in ("extended", "prepared"):
+        r = pgbench(pgw, env, "-M", protocol, "-c", "8", "-j", "2", "-t", "50", "-f", str(script))
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert "number of failed transactions: 0" in r.stdout
+
+
+def test_psycopg3_automatic_prepares_past_threshold(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    conns = [psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True, prepare_threshold=2)
+             for _ in range(3)]
+    try:
+        for i in range(30):
+            for n, c in enumerate(conns):
+                # Same text on every connection would be shared; different text per client tests the names.
+                got = c.execute(f"SELECT %s::int + {n}", (i,)).fetchone()[0]
+                assert got == i + n
+        # psycopg prepared them (past prepare_threshold) and the server connection knows them under pgwarden's names.
+        assert any(c._prepared._names for c in conns)  # noqa: SLF001 - psycopg's own record of what it prepared
+        names = conns[0].execute("SELECT array_agg(name) FROM pg_prepared_statements").fetchone()[0] or []
+        assert any(n.startswith("pgw_") for n in names), names
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_timezone_follows_each_client_on_a_pool_of_one(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    a = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    b = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        a.execute("SET TIME ZONE 'Asia/Tokyo'")
+        b.execute("SET TIME ZONE 'America/New_York'")
+        for _ in range(20):
+            assert a.execute("SHOW TimeZone").fetchone()[0] == "Asia/Tokyo"
+            assert b.execute("SHOW TimeZone").fetchone()[0] == "America/New_York"
+            assert a.info.parameter_status("TimeZone") == "Asia/Tokyo"
+        # Both really share one server backend.
+        assert a.execute("SELECT pg_backend_pid()").fetchone()[0] == b.execute("SELECT pg_backend_pid()").fetchone()[0]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_startup_settings_are_applied_and_checked(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    r = psql(env.via(pgw, options="'-c search_path=pg_catalog,public -c work_mem=5MB'", application_name="myapp"),
+             "SHOW work_mem; SHOW search_path; SHOW application_name", password="alice-pw")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["5MB", "pg_catalog,public", "myapp"]
+    # The next client did not ask for work_mem: it gets the default again, not the previous client's.
+    r = psql(env.via(pgw), "SHOW work_mem", password="alice-pw")
+    assert r.stdout.strip() == "4MB"
+    bad = psql(env.via(pgw, options="'-c TimeZone=Nowhere/Land'"), "SELECT 1", password="alice-pw")
+    assert bad.returncode != 0
+    assert "invalid startup setting" in bad.stderr
+    env.assert_serves(pgw)
+
+
+def test_session_mode_runs_the_reset_query_between_clients(env):
+    pgw = env.start(pool={"mode": "session", "default_size": 1})
+    first = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+    first.execute("SET work_mem = '7MB'")
+    first.execute("CREATE TEMP TABLE leftover (x int)")
+    first.execute("PREPARE old_plan AS SELECT 1")
+    first.close()
+    second = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        assert second.execute("SELECT pg_backend_pid()").fetchone()[0] == pid, "the same server connection"
+        assert second.execute("SHOW work_mem").fetchone()[0] == "4MB"
+        assert second.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
+        assert second.execute("SELECT to_regclass('pg_temp.leftover')").fetchone()[0] is None
+    finally:
+        second.close()
+
+
+def test_statement_mode(env):
+    pgw = env.start(pool={"mode": "statement", "default_size": 1})
+    c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as exc:
+            c.execute("BEGIN")
+        assert "statement pooling mode" in str(exc.value)
+        # The client is still usable and no transaction was left open on the server.
+        assert c.execute("SELECT now() = statement_timestamp()").fetchone()[0] is True
+        r = psql(env.via(pgw), "SELECT 1; SELECT 2", password="alice-pw")  # an implicit transaction is fine
+        assert r.returncode == 0, r.stderr
+        r = psql(env.via(pgw), "START TRANSACTION", password="alice-pw")
+        assert r.returncode != 0 and "statement pooling mode" in r.stderr
+    finally:
+        c.close()
+
+
+def test_listen_refused_in_transaction_mode_but_not_in_session_mode(env):
+    txn = env.start("txn", pool={"mode": "transaction"})
+    c = psycopg.connect(env.via(txn), password="alice-pw")
+    try:
+        c.execute("SELECT 1")  # a transaction is open: the refusal must abort it, as an error would
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as exc:
+            c.execute("LISTEN updates")
+        assert "LISTEN is not supported in transaction pooling mode" in str(exc.value)
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("SELECT 1")
+        c.rollback()
+        assert c.execute("SELECT 'LISTEN in a string is fine'").fetchone()[0].startswith("LISTEN")
+    finally:
+        c.close()
+    sess = env.start("session", pool={"mode": "session"})
+    r = psql(env.via(sess), "LISTEN updates", password="alice-pw")
+    assert r.returncode == 0, r.stderr
+
+
+def test_copy_in_and_out_in_transaction_mode(env, tmp_path):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    src = tmp_path / "in.csv"
+    src.write_text("".join(f"{i},row {i}\n" for i in range(20000)))
+    out = tmp_path / "out.csv"
+    r = psql(env.via(pgw), None, password="alice-pw", extra_args=[
+        "-c", "DROP TABLE IF EXISTS copy_txn", "-c", "CREATE TABLE copy_txn (a int, b text)",
+        "-c", f"\\copy copy_txn FROM '{src}' WITH csv", "-c", f"\\copy (SELECT * FROM copy_txn ORDER BY a) TO '{out}' "
+                                                           "WITH csv"])
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == src.read_text()
+    env.assert_serves(pgw)
+
+
+def test_min_size_and_idle_timeout(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 4, "min_size": 2, "server_idle_timeout": "10m"})
+    env.assert_serves(pgw)  # creates the pool
+    wait_until(lambda: server_connections(env.cluster) == 2, what="min_size connections")
+
+
+def test_server_idle_timeout_and_lifetime_close_idle_connections(env):
+    idle = env.start("idle", pool={"mode": "transaction", "default_size": 3, "server_idle_timeout": "1s"})
+    conns = [psycopg.connect(env.via(idle), password="alice-pw") for _ in range(3)]
+    for c in conns:
+        c.execute("SELECT 1")  # three transactions open at once: three server connections
+    for c in conns:
+        c.commit()
+    assert server_connections(env.cluster) == 3
+    wait_until(lambda: server_connections(env.cluster) == 0, what="server_idle_timeout")
+    for c in conns:
+        c.close()
+    old = env.start("old", pool={"mode": "transaction", "default_size": 1, "server_lifetime": "1s",
+                                 "server_idle_timeout": "0s"})
+    c = psycopg.connect(env.via(old), password="alice-pw", autocommit=True)
+    first = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    time.sleep(1.5)  # lifetime passes (the janitor runs every second)
+    wait_until(lambda: c.execute("SELECT pg_backend_pid()").fetchone()[0] != first, what="server_lifetime")
+    c.close()
+
+
+def test_reserve_pool_opens_after_reserve_timeout(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1, "reserve_size": 1, "reserve_timeout": "1s",
+                          "query_wait_timeout": "20s"})
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")  # holds the only regular connection in a transaction
+    start = time.monotonic()
+    r = psql(env.via(pgw), "SELECT 'reserve'", password="alice-pw", timeout=30)
+    waited = time.monotonic() - start
+    assert r.returncode == 0 and r.stdout.strip() == "reserve", r.stderr
+    assert 0.9 <= waited < 10, waited
+    holder.rollback()
+    holder.close()
+
+
+def test_max_db_connections_across_users(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 5, "max_db_connections": 1,
+                          "query_wait_timeout": "2s"})
+    alice = psycopg.connect(env.via(pgw), password="alice-pw")
+    alice.execute("SELECT 1")  # holds the database's only connection
+    r = psql(env.via(pgw, user="bob"), "SELECT 1", password="bob-pw", timeout=30)
+    assert r.returncode != 0 and "query_wait_timeout" in r.stderr, r.stderr
+    alice.commit()  # alice's connection goes idle: bob's pool may take the slot by closing it
+    r = psql(env.via(pgw, user="bob"), "SELECT current_user", password="bob-pw", timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "bob", r.stderr
+    alice.close()
+
+
+def test_max_user_connections(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 5, "max_user_connections": 1,
+                          "query_wait_timeout": "2s"},
+                    database=[app_database(env), {"name": "bench2", "host": "localhost", "port": env.cluster.port,
+                                                  "dbname": "app"}])
+    a = psycopg.connect(env.via(pgw), password="alice-pw")
+    a.execute("SELECT 1")
+    r = psql(env.via(pgw, dbname="bench2"), "SELECT 1", password="alice-pw", timeout=30)
+    assert r.returncode != 0 and "query_wait_timeout" in r.stderr
+    a.rollback()
+    a.close()
+
+
+def test_query_wait_timeout_gives_57014(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1, "query_wait_timeout": "1s"})
+    waiting = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)  # logged in while it was free
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")  # now holds the only connection
+    start = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as exc:  # a FATAL: the session ends
+        waiting.execute("SELECT 1")
+    assert "query_wait_timeout" in str(exc.value)
+    assert 0.9 <= time.monotonic() - start < 10
+    # A login that needs a server connection waits the same way; on the wire the FATAL says 57014.
+    w = harness.Wire(pgw.port)
+    w.send(harness.SSL_REQUEST)
+    assert w.recv_exact(1) == b"S"
+    w.start_tls(cafile=str(env.certs.ca_crt))
+    w.send(harness.startup_packet({"user": "alice", "database": "app"}))
+    t, body = harness.scram_login(w, "alice", "alice-pw")[-1]
+    assert t == b"E" and harness.error_fields(body)["C"] == "57014"
+    w.close()
+    holder.rollback()
+    holder.close()
+    waiting.close()
+
+
+def test_client_idle_timeout(env):
+    pgw = env.start(pool={"mode": "transaction", "client_idle_timeout": "1s"})
+    c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    c.execute("SELECT 1")
+    time.sleep(2.5)
+    with pytest.raises(psycopg.OperationalError) as exc:
+        c.execute("SELECT 1")
+    assert "client_idle_timeout" in str(exc.value) or "closed" in str(exc.value)
+    c.close()
+
+
+def test_idle_transaction_timeout_rolls_back(env):
+    fresh_table(env.cluster, "idle_tx")
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1, "idle_transaction_timeout": "1s"})
+    c = psycopg.connect(env.via(pgw), password="alice-pw")
+    c.execute("INSERT INTO idle_tx VALUES (1)")
+    time.sleep(2.5)
+    with pytest.raises(psycopg.OperationalError) as exc:
+        c.execute("SELECT 1")
+    assert "idle_transaction_timeout" in str(exc.value) or "closed" in str(exc.value)
+    c.close()
+    assert env.cluster.sql("SELECT count(*) FROM idle_tx", db="app") == "0"
+    # The same server connection serves the next client, out of any transaction.
+    d = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    assert d.execute("SELECT now() = statement_timestamp()").fetchone()[0] is True
+    d.close()
+
+
+def test_killed_client_mid_transaction_leaves_nothing_behind(env, tmp_path):
+    fresh_table(env.cluster, "killed_tx")
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    script = tmp_path / "kill.sql"
+    script.write_text("BEGIN;\nINSERT INTO killed_tx VALUES (42);\nSELECT pg_sleep(60);\n")
+    p = subprocess.Popen(["psql", "-X", "-f", str(script), env.via(pgw)], env=dict(os.environ, PGPASSWORD="alice-pw"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: env.cluster.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")
+               == "1", what="the sleeping transaction")
+    p.kill()
+    p.wait(10)
+    # The server connection was mid-query: pgwarden closes it (PostgreSQL rolls back), or rolls back and reuses it.
+    c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    assert c.execute("SELECT now() = statement_timestamp()").fetchone()[0] is True
+    c.close()
+    wait_until(lambda: env.cluster.sql("SELECT count(*) FROM killed_tx", db="app") == "0", what="rollback")
+    assert env.cluster.sql("SELECT count(*) FROM killed_tx", db="app") == "0"
+
+
+def test_client_gone_idle_in_transaction_gets_rollback_and_connection_reused(env):
+    fresh_table(env.cluster, "gone_tx")
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    c = psycopg.connect(env.via(pgw), password="alice-pw")
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    c.execute("INSERT INTO gone_tx VALUES (1)")
+    c.pgconn.finish()  # abrupt: no COMMIT, no ROLLBACK
+    d = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    assert d.execute("SELECT pg_backend_pid()").fetchone()[0] == pid, "rolled back and reused"
+    assert d.execute("SELECT count(*) FROM gone_tx").fetchone()[0] == 0
+    d.close()
+
+
+def test_late_cancel_does_not_hit_the_next_clients_query(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    a = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    b = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        for _ in range(20):
+            a.execute("SELECT 1")  # finished: a holds no server connection now
+            result = {}
+
+            def slow():
+                try:
+                    b.execute("SELECT pg_sleep(0.3)")
+                    result["ok"] = True
+                except psycopg.Error as exc:
+                    result["error"] = exc
+
+            t = threading.Thread(target=slow)
+            t.start()
+            time.sleep(0.1)
+            a.cancel()  # a's key: must not reach b's query on the shared server connection
+            t.join(10)
+            assert result.get("ok"), result
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cancel_reaches_the_query_of_its_client(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 2})
+    a = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    result = {}
+
+    def slow():
+        try:
+            a.execute("SELECT pg_sleep(30)")
+        except psycopg.Error as exc:
+            result["sqlstate"] = exc.sqlstate
+
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_until(lambda: env.cluster.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")
+               == "1", what="the query to run")
+    a.cancel()
+    t.join(10)
+    assert result.get("sqlstate") == "57014"
+    a.close()
+
+
+def test_server_connection_that_dies_gives_08006_and_pool_refills(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    c = psycopg.connect(env.via(pgw), password="alice-pw")
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    env.cluster.sql(f"SELECT pg_terminate_backend({pid})")
+    with pytest.raises(psycopg.OperationalError):
+        c.execute("SELECT 1")
+    c.close()
+    env.assert_serves(pgw)
+
+
+def test_unreachable_server_errors_within_connect_timeout_then_recovers(env, certs, workdir):
+    pg = harness.PostgresCluster(workdir / "pg-restart", certs)
+    try:
+        pg.sql("CREATE ROLE alice LOGIN PASSWORD 'alice-pw'")
+        pg.sql("CREATE DATABASE app OWNER alice")
+        pgw = env.start(pool={"mode": "transaction", "default_size": 2, "server_connect_timeout": "2s"},
+                        database=[{"name": "app", "host": "localhost", "port": pg.port}])
+        env.assert_serves(pgw)
+        pg.stop("fast")
+        start = time.monotonic()
+        r = psql(env.via(pgw), "SELECT 1", password="alice-pw", timeout=30)
+        assert r.returncode != 0 and "could not" in r.stderr, r.stderr
+        assert time.monotonic() - start < 8
+        pg.start()
+        env.assert_serves(pgw)
+    finally:
+        pg.stop("immediate")
+
+
+def test_connect_timeout_against_a_server_that_never_answers(env):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts TCP but never says a word
+    try:
+        pgw = env.start(pool={"mode": "transaction", "server_connect_timeout": "1s"},
+                        database=[{"name": "app", "host": "127.0.0.1", "port": silent.getsockname()[1]}])
+        start = time.monotonic()
+        r = psql(env.via(pgw), "SELECT 1", password="alice-pw", timeout=30)
+        assert r.returncode != 0
+        assert "08006" in r.stderr or "could not log in" in r.stderr
+        assert time.monotonic() - start < 6
+    finally:
+        silent.close()
+
+
+def test_postgres_restart_mid_load_errors_not_hangs_then_heals(env, certs, workdir):
+    pg = harness.PostgresCluster(workdir / "pg-midload", certs)
+    try:
+        pg.sql("CREATE ROLE alice LOGIN PASSWORD 'alice-pw'")
+        pg.sql("CREATE DATABASE bench OWNER alice")
+        assert harness.run(["pgbench", "-i", "-q", "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "alice",
+                            "bench"]).returncode == 0
+        pgw = env.start(pool={"mode": "transaction", "default_size": 4, "server_connect_timeout": "3s"},
+                        database=[{"name": "bench", "host": "localhost", "port": pg.port}])
+        e = dict(os.environ, PGPASSWORD="alice-pw")
+        load = subprocess.Popen(["pgbench", "-n", "-c", "8", "-j", "2", "-T", "8", env.via(pgw, dbname="bench")],
+                                env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        pg.restart()
+        out, err = load.communicate(timeout=60)  # ends: clients got errors, nobody hung
+        assert load.returncode is not None
+        r = pgbench(pgw, env, "-c", "4", "-j", "2", "-t", "50")
+        assert r.returncode == 0 and "number of failed transactions: 0" in r.stdout, r.stderr
+        del out, err
+    finally:
+        pg.stop("immediate")
+
+
+def test_sigterm_in_transaction_mode_lets_transactions_finish(env):
+    pgw = env.start(pool={"mode": "transaction", "default_size": 2}, proxy={"workers": 2, "shutdown_timeout": "20s"})
+    busy = psycopg.connect(env.via(pgw), password="alice-pw")
+    busy.execute("SELECT 1")
+    idle = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    pgw.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert busy.execute("SELECT 2").fetchone()[0] == 2
+    busy.commit()
+    for c in (busy, idle):
+        with pytest.raises(psycopg.OperationalError):
+            c.execute("SELECT 1")
+    pgw.proc.wait(20)
+    assert pgw.proc.returncode == 0
