@@ -275,8 +275,9 @@ void Pool::close_all_idle() {
   {
     std::lock_guard lock(mutex_);
     to_close = core_.trim(core_.active() + core_.connecting());
-    for (auto& [id, w] : waiters_) {
-      core_.cancel_wait(id);
+    for (auto& entry : waiters_) {
+      core_.cancel_wait(entry.first);
+      std::shared_ptr<Waiter> w = entry.second;
       w->result = AcquireResult{AcquireResult::Status::cancelled, nullptr, {}, {}};
       w->done = true;
       asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
@@ -304,7 +305,10 @@ Pool::Stats Pool::stats() const {
 PoolManager::PoolManager(std::vector<asio::any_io_executor> executors) : executors_(std::move(executors)) {}
 
 PoolManager::~PoolManager() {
-  stop();
+  try {
+    stop();
+  } catch (...) {  // a destructor must not throw; the pools are going away with us
+  }
 }
 
 std::shared_ptr<Pool> PoolManager::get(const std::string& database, const std::string& user,

@@ -446,9 +446,6 @@ TEST(ConfigDiagnostics, EmptyFileNamesEveryMissingRequirementAtTheTop) {
                 "certificate",
                 "cfg.toml:1:1: auth.file is required: the PgBouncer-format file holding each user's secret",
                 "cfg.toml:1:1: no [[database]] is configured: clients would have nothing to connect to",
-                "cfg.toml:1:1: pool mode \"transaction\" is not supported yet by this build: set mode = "
-                "\"session\" "
-                "in [pool]",
             }));
 }
 
@@ -556,30 +553,23 @@ user = ["all"]
             }));
 }
 
-TEST(ConfigDiagnostics, OnlySessionPoolingIsSupported) {
-  const std::string advice = " is not supported yet by this build: set mode = \"session\" in [pool]";
-  EXPECT_EQ(errors("[pool]\ndefault_size = 5\nmode = \"transaction\"\n"),
-            Errors{"cfg.toml:3:1: pool mode \"transaction\"" + advice});
-  EXPECT_EQ(errors("[pool]\nmode = \"statement\"\n"),
-            Errors{"cfg.toml:2:1: pool mode \"statement\"" + advice});
-  // The default is transaction: a [pool] without mode is refused at the section.
-  EXPECT_EQ(errors("[proxy]\nworkers = 1\n[pool]\ndefault_size = 5\n"),
-            Errors{"cfg.toml:3:1: pool mode \"transaction\"" + advice});
-  // Per database, under either name.
-  EXPECT_EQ(errors("[[database]]\nname = \"a\"\npool_mode = \"transaction\"\n"),
-            Errors{"cfg.toml:3:1: pool mode \"transaction\"" + advice});
-  EXPECT_EQ(errors("[[database]]\nname = \"a\"\n\nmode = \"statement\"\n"),
-            Errors{"cfg.toml:4:1: pool mode \"statement\"" + advice});
-  EXPECT_EQ(errors("[[database]]\nname = \"a\"\n[[database]]\nname = \"b\"\npool_mode = \"statement\"\n"),
-            Errors{"cfg.toml:5:1: pool mode \"statement\"" + advice});
-  // A database that says session while [pool] does not: [pool] is still refused.
-  EXPECT_EQ(errors("[pool]\nmode = \"transaction\"\n[[database]]\nname = \"a\"\npool_mode = \"session\"\n"),
-            Errors{"cfg.toml:2:1: pool mode \"transaction\"" + advice});
+TEST(ConfigDiagnostics, EveryPoolModeIsAcceptedAndOverridablePerDatabase) {
+  EXPECT_EQ(accepted("[pool]\nmode = \"statement\"\n").pool.mode, PoolMode::statement);
+  EXPECT_EQ(accepted("[pool]\nmode = \"session\"\n").pool.mode, PoolMode::session);
+  // The default is transaction, as the guide asks.
+  EXPECT_EQ(Config{}.pool.mode, PoolMode::transaction);
+  // Per database, under either name; absent = inherit [pool].
+  auto c = accepted(
+      "[pool]\nmode = \"session\"\n[[database]]\nname = \"a\"\npool_mode = \"statement\"\n"
+      "[[database]]\nname = \"b\"\n");
+  ASSERT_EQ(c.databases.size(), 2U);
+  EXPECT_EQ(c.databases[0].pool.mode, PoolMode::statement);
+  EXPECT_EQ(c.databases[1].pool.mode, PoolMode::session);
+  EXPECT_EQ(accepted("[[database]]\nname = \"a\"\n\nmode = \"transaction\"\n").databases[0].pool.mode,
+            PoolMode::transaction);
   // Both spellings at once.
   EXPECT_EQ(errors("[[database]]\nname = \"a\"\npool_mode = \"session\"\nmode = \"session\"\n"),
             Errors{"cfg.toml:4:8: set either pool_mode or mode, not both"});
-  EXPECT_EQ(accepted("[[database]]\nname = \"a\"\npool_mode = \"session\"\n").databases[0].pool.mode,
-            PoolMode::session);
 }
 
 TEST(ConfigDiagnostics, OnlyScramAuthIsSupported) {
