@@ -58,6 +58,90 @@ std::string_view to_string(PoolMode m) noexcept {
   return "?";
 }
 
+std::string_view to_string(AuditStatements m) noexcept {
+  switch (m) {
+    case AuditStatements::none:
+      return "none";
+    case AuditStatements::ddl:
+      return "ddl";
+    case AuditStatements::mod:
+      return "mod";
+    case AuditStatements::all:
+      return "all";
+  }
+  return "?";
+}
+
+std::string_view to_string(AuditFsync m) noexcept {
+  switch (m) {
+    case AuditFsync::every:
+      return "every";
+    case AuditFsync::batch:
+      return "batch";
+    case AuditFsync::off:
+      return "off";
+  }
+  return "?";
+}
+
+std::string_view to_string(AuditOnFailure m) noexcept {
+  switch (m) {
+    case AuditOnFailure::block:
+      return "block";
+    case AuditOnFailure::drop:
+      return "drop";
+  }
+  return "?";
+}
+
+std::string_view to_string(AuditSink m) noexcept {
+  switch (m) {
+    case AuditSink::file:
+      return "file";
+    case AuditSink::syslog:
+      return "syslog";
+    case AuditSink::standard_output:
+      return "stdout";
+  }
+  return "?";
+}
+
+bool AuditSettings::has_sink(AuditSink s) const noexcept {
+  return std::find(sinks.begin(), sinks.end(), s) != sinks.end();
+}
+
+std::optional<std::string> read_key_file(const std::filesystem::path& file, std::string& error) {
+  std::error_code ec;
+  auto status = std::filesystem::status(file, ec);
+  if (ec || !std::filesystem::exists(status)) {
+    error = "cannot read the key file " + file.string() + ": it does not exist";
+    return std::nullopt;
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    error = "cannot read the key file " + file.string() + ": it is not a regular file";
+    return std::nullopt;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = "cannot read the key file " + file.string() + ": permission denied or unreadable";
+    return std::nullopt;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    error = "cannot read the key file " + file.string() + ": read error";
+    return std::nullopt;
+  }
+  std::string key = ss.str();
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r'))
+    key.pop_back();  // "openssl rand -hex 32 > key" ends with a newline that is not part of the key
+  if (key.empty()) {
+    error = "the key file " + file.string() + " is empty: put at least 32 random bytes in it";
+    return std::nullopt;
+  }
+  return key;
+}
+
 std::string Diagnostic::to_string() const {
   return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": " + message;
 }
@@ -204,8 +288,8 @@ Apply<S> duration_key(Duration S::*m) {
   };
 }
 
-template <class S>
-Apply<S> size_key(std::uint32_t S::*m, std::uint64_t min, std::uint64_t max) {
+template <class S, class T>
+Apply<S> size_key(T S::*m, std::uint64_t min, std::uint64_t max) {
   return [m, min, max](S& s, const toml::node& n) -> std::string {
     std::optional<std::uint64_t> v;
     if (n.is_integer() && *n.value<std::int64_t>() >= 0) {
@@ -220,7 +304,7 @@ Apply<S> size_key(std::uint32_t S::*m, std::uint64_t min, std::uint64_t max) {
       return "size " + std::to_string(*v) + " is out of range [" + std::to_string(min) + ", " +
              std::to_string(max) + "] bytes";
     }
-    s.*m = static_cast<std::uint32_t>(*v);
+    s.*m = static_cast<T>(*v);
     return {};
   };
 }
@@ -295,6 +379,42 @@ constexpr std::array<EnumName<LogLevel>, 5> log_levels{{{"trace", LogLevel::trac
                                                         {"error", LogLevel::error}}};
 constexpr std::array<EnumName<LogFormat>, 2> log_formats{
     {{"text", LogFormat::text}, {"json", LogFormat::json}}};
+constexpr std::array<EnumName<AuditStatements>, 4> audit_statements{{{"none", AuditStatements::none},
+                                                                     {"ddl", AuditStatements::ddl},
+                                                                     {"mod", AuditStatements::mod},
+                                                                     {"all", AuditStatements::all}}};
+constexpr std::array<EnumName<AuditParameters>, 2> audit_parameters{
+    {{"redact", AuditParameters::redact}, {"log", AuditParameters::log}}};
+constexpr std::array<EnumName<AuditLiterals>, 2> audit_literals{
+    {{"keep", AuditLiterals::keep}, {"redact", AuditLiterals::redact}}};
+constexpr std::array<EnumName<AuditFsync>, 3> audit_fsyncs{
+    {{"every", AuditFsync::every}, {"batch", AuditFsync::batch}, {"off", AuditFsync::off}}};
+constexpr std::array<EnumName<AuditOnFailure>, 2> audit_on_failures{
+    {{"block", AuditOnFailure::block}, {"drop", AuditOnFailure::drop}}};
+constexpr std::array<EnumName<AuditSink>, 3> audit_sinks{
+    {{"file", AuditSink::file}, {"syslog", AuditSink::syslog}, {"stdout", AuditSink::standard_output}}};
+
+// audit.sinks: a non-empty set of file | syslog | stdout, each at most once.
+Apply<AuditSettings> sinks_key() {
+  return [](AuditSettings& s, const toml::node& n) -> std::string {
+    const toml::array* a = n.as_array();
+    if (a == nullptr) return type_error("an array of strings (file, syslog, stdout)", n);
+    std::vector<AuditSink> out;
+    for (const auto& e : *a) {
+      auto v = e.value<std::string>();
+      if (!e.is_string() || !v) return type_error("an array of strings (file, syslog, stdout)", n);
+      auto it = std::find_if(audit_sinks.begin(), audit_sinks.end(),
+                             [&](const EnumName<AuditSink>& k) { return k.name == *v; });
+      if (it == audit_sinks.end()) return "unknown sink \"" + *v + "\": expected file, syslog or stdout";
+      if (std::find(out.begin(), out.end(), it->value) != out.end())
+        return "sink \"" + *v + "\" is listed twice";
+      out.push_back(it->value);
+    }
+    if (out.empty()) return "sinks must name at least one of file, syslog, stdout";
+    s.sinks = std::move(out);
+    return {};
+  };
+}
 
 // "host:port", "[v6]:port"; the host may be a name.
 std::string parse_listen(std::string_view text, ListenAddress& out) {
@@ -348,9 +468,6 @@ bool is_empty_string(const toml::node& n) {
 }
 bool is_empty_array(const toml::node& n) {
   return n.is_array() && n.as_array()->empty();
-}
-bool is_false(const toml::node& n) {
-  return n.is_boolean() && !*n.value<bool>();
 }
 
 // The [pool] keys, shared by [pool] and by [[database]] (per-database overrides).
@@ -580,6 +697,87 @@ std::vector<KeyDef<LogSettings>> log_keys() {
   };
 }
 
+std::vector<KeyDef<AuditSettings>> audit_keys() {
+  using S = AuditSettings;
+  const std::int64_t big = 1'000'000;
+  return {
+      {{"audit", "enabled", "bool", "true", false, true, "write the audit log"}, bool_key(&S::enabled), {}},
+      {{"audit", "instance", "string", "\"\"", false, true,
+        "instance name in every record (chains are told apart by it); \"\" = the host name"},
+       string_key(&S::instance),
+       {}},
+      {{"audit", "path", "path", "\"audit.jsonl\"", false, true,
+        "the audit log (JSON Lines); rotated files get .1, .2, ... (.1 newest); needed with the file sink"},
+       path_key(&S::path),
+       {}},
+      {{"audit", "sinks", "array of strings", "[\"file\"]", false, true,
+        "file | syslog | stdout, several allowed; the same chained lines go to each. syslog: RFC 5424 over "
+        "/dev/log, facility authpriv"},
+       sinks_key(),
+       {}},
+      {{"audit", "statements", "string", "\"mod\"", false, true,
+        "none | ddl | mod | all (PostgreSQL log_statement levels)"},
+       enum_key(&S::statements, audit_statements),
+       {}},
+      {{"audit", "parameters", "string", "\"redact\"", false, true,
+        "redact | log: bind parameters may hold PHI"},
+       enum_key(&S::parameters, audit_parameters),
+       {}},
+      {{"audit", "rotate_size", "size", "\"100MB\"", false, true,
+        "rotate the file when it reaches this size; 0 = never"},
+       size_key(&S::rotate_size, 0, std::uint64_t{1} << 50),
+       {}},
+      {{"audit", "rotate_keep", "integer", "10", false, true,
+        "rotated files kept; older ones are deleted (audit verify accepts a chain starting in the oldest "
+        "kept file)"},
+       uint_key(&S::rotate_keep, 0, 100'000),
+       {}},
+      {{"audit", "fsync", "string", "\"batch\"", false, true,
+        "every (a record is on disk before its statement runs) | batch (fsync at most every fsync_interval) "
+        "| "
+        "off"},
+       enum_key(&S::fsync, audit_fsyncs),
+       {}},
+      {{"audit", "hmac_key_file", "path", "\"\"", false, true,
+        "key for an HMAC-SHA-256 chain (trailing newlines ignored); \"\" = plain SHA-256 chain"},
+       path_key(&S::hmac_key_file),
+       {}},
+      {{"audit", "checkpoint_interval", "duration", "\"1m\"", false, true,
+        "checkpoint records (seq and hash of the last record) to the sinks other than file; 0 = at shutdown "
+        "only"},
+       duration_key(&S::checkpoint_interval),
+       {}},
+      {{"audit", "literals", "string", "\"keep\"", false, true,
+        "keep | redact (constants in statement text replaced by $n)"},
+       enum_key(&S::literals, audit_literals),
+       {}},
+      {{"audit", "routines", "bool", "false", false, true, "also record DO and CALL (class routine)"},
+       bool_key(&S::routines),
+       {}},
+      {{"audit", "on_failure", "string", "\"block\"", false, true,
+        "block (refuse modifying statements with 58030 while records cannot be written) | drop (counted, "
+        "alarmed, then a records_dropped record)"},
+       enum_key(&S::on_failure, audit_on_failures),
+       {}},
+      {{"audit", "queue_records", "integer", "65536", false, true,
+        "records waiting for the writer thread; beyond it on_failure applies"},
+       uint_key(&S::queue_records, 1, big * 100),
+       {}},
+      {{"audit", "queue_size", "size", "\"64MB\"", false, true,
+        "bytes of records waiting for the writer thread; beyond it on_failure applies"},
+       size_key(&S::queue_size, 1024, std::uint64_t{1} << 40),
+       {}},
+      {{"audit", "fsync_interval", "duration", "\"10ms\"", false, true,
+        "with fsync = \"batch\": written records are fsynced at most this long after their write"},
+       duration_key(&S::fsync_interval),
+       {}},
+      {{"audit", "retry_interval", "duration", "\"1s\"", false, true,
+        "a failing log (disk full, I/O error, no /dev/log) retries its writes this often"},
+       duration_key(&S::retry_interval),
+       {}},
+  };
+}
+
 // Sections and keys the SPEC lists that this build does not implement yet: only "off" values are accepted.
 struct UnsupportedKey {
   std::string_view name;
@@ -587,22 +785,6 @@ struct UnsupportedKey {
   std::string_view default_value;
   std::string_view description;
   bool (*is_off)(const toml::node&);
-};
-constexpr UnsupportedKey audit_keys[] = {
-    {"enabled", "bool", "true", "write the audit log", is_false},
-    {"instance", "string", "\"\"", "instance name in every record; \"\" = host name", nullptr},
-    {"path", "path", "\"audit.jsonl\"", "audit log file", nullptr},
-    {"sinks", "array of strings", "[\"file\"]", "file | syslog | stdout", nullptr},
-    {"statements", "string", "\"mod\"", "none | ddl | mod | all", nullptr},
-    {"parameters", "string", "\"redact\"", "redact | log", nullptr},
-    {"rotate_size", "size", "\"100MB\"", "rotate the file at this size", nullptr},
-    {"rotate_keep", "integer", "10", "rotated files kept", nullptr},
-    {"fsync", "string", "\"batch\"", "every | batch | off", nullptr},
-    {"hmac_key_file", "path", "\"\"", "key for an HMAC chain", nullptr},
-    {"checkpoint_interval", "duration", "\"1m\"", "checkpoint records to the other sinks", nullptr},
-    {"literals", "string", "\"keep\"", "keep | redact", nullptr},
-    {"routines", "bool", "false", "also record DO and CALL", nullptr},
-    {"on_failure", "string", "\"block\"", "block | drop", nullptr},
 };
 constexpr UnsupportedKey access_keys[] = {
     {"action", "string", "\"allow\"", "allow | deny", nullptr},
@@ -632,8 +814,8 @@ class Parser {
     table_section(root, "auth", cfg_.auth, auth_keys());
     table_section(root, "pool", cfg_.pool, pool_keys());
     table_section(root, "log", cfg_.log, log_keys());
+    table_section(root, "audit", cfg_.audit, audit_keys());
     databases(root);
-    unsupported_section(root, "audit", audit_keys, false);
     unsupported_section(root, "access", access_keys, true);
     resolve_paths();
     validate();
@@ -824,6 +1006,8 @@ class Parser {
     resolve(cfg_.server_tls.cert);
     resolve(cfg_.server_tls.key);
     resolve(cfg_.auth.file);
+    resolve(cfg_.audit.path);
+    resolve(cfg_.audit.hmac_key_file);
   }
 
   void validate() {
@@ -874,6 +1058,26 @@ class Parser {
       validate_pool(d.pool, prefix);
     }
     validate_pool(cfg_.pool, "pool");
+    validate_audit();
+  }
+
+  void validate_audit() {
+    const AuditSettings& a = cfg_.audit;
+    if (!a.enabled) return;  // nothing is opened or read: the keys were still checked one by one
+    if (a.has_sink(AuditSink::file) && a.path.empty()) {
+      error_at("audit.path", "audit.path must name a file when \"file\" is one of audit.sinks");
+    }
+    if (!a.path.empty() && a.has_sink(AuditSink::file) && a.path.filename().empty()) {
+      error_at("audit.path", "audit.path \"" + a.path.string() + "\" names a directory, not a file");
+    }
+    if (!a.hmac_key_file.empty()) {
+      std::string why;
+      if (!read_key_file(a.hmac_key_file, why))
+        error_at("audit.hmac_key_file", "audit.hmac_key_file: " + why);
+    }
+    if (a.fsync == AuditFsync::every && !a.has_sink(AuditSink::file)) {
+      error_at("audit.fsync", "audit.fsync = \"every\" needs the file sink: only a file can be fsynced");
+    }
   }
 
   void validate_pool(const PoolSettings& p, const std::string& prefix) {
@@ -956,8 +1160,7 @@ std::vector<KeyInfo> key_reference() {
   add(pool_keys());
   add(database_keys());
   add(log_keys());
-  for (const auto& k : audit_keys)
-    out.push_back({"audit", k.name, k.type, k.default_value, false, false, k.description});
+  add(audit_keys());
   for (const auto& k : access_keys) {
     out.push_back({"access", k.name, k.type, k.default_value, true, false, k.description});
   }

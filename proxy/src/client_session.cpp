@@ -75,6 +75,16 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
   log_.set_session(server.next_session_id(), ec ? std::string("?") : endpoint_text(remote));
+  if (audit::AuditLog* log = server.audit()) {
+    audit_ = std::make_unique<SessionAudit>(*log, worker.classifier(), server.audit_settings(),
+                                            worker.io().get_executor());
+    AuditIdentity& id = audit_->identity();
+    id.session = log_.id();
+    if (!ec) {
+      id.client_addr = remote.address().to_string();
+      id.client_port = remote.port();
+    }
+  }
 }
 
 ClientSession::~ClientSession() {
@@ -144,6 +154,7 @@ asio::awaitable<bool> ClientSession::write_client(std::span<const std::uint8_t> 
 asio::awaitable<bool> ClientSession::refuse(std::string_view sqlstate, std::string message,
                                             std::string detail, std::string hint) {
   log_.info("refused ({}): {}{}{}", sqlstate, message, detail.empty() ? "" : ": ", detail);
+  if (audit_ && !connected_) audit_->login_refused(sqlstate, message);
   out_.clear();
   Encoder e(out_);
   encode::error_response(e, Notice{"FATAL", sqlstate, message, detail, hint});
@@ -270,6 +281,11 @@ asio::awaitable<bool> ClientSession::negotiate() {
   if (client_.is_tls()) {
     auto info = client_.info();
     log_.debug("TLS {} {} for user={} database={}", info.version, info.cipher, user_, database_);
+    if (audit_) audit_->identity().tls = audit::TlsInfo{info.version, info.cipher, info.peer_subject};
+  }
+  if (audit_) {
+    audit_->identity().user = user_;
+    audit_->identity().database = database_;
   }
   // Admission and shutdown are decided once we can answer in a way the client shows.
   if (!server_.try_admit_client()) {
@@ -604,6 +620,17 @@ asio::awaitable<bool> ClientSession::login_to_server() {
   } else {
     pool_->release(std::move(conn), worker_.index(), true);
   }
+  if (audit_) {
+    if (const Setting* app = find_setting(settings_, "application_name"))
+      audit_->set_application_name(app->value);
+    for (const auto& setting : settings_)
+      audit_->on_parameter(setting.name, setting.value);
+    audit_->set_sql_prepared_per_session(mode_ == config::PoolMode::session);
+    if (server_conn_)
+      audit_->set_server(endpoint_text(server_conn_->endpoint), server_conn_->backend_key.process_id);
+    audit_->connected();
+  }
+  connected_ = true;
   if (!co_await write_client(out_)) co_return false;
   out_.clear();
   co_return true;
@@ -683,6 +710,7 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   }
   server_conn_ = std::move(r.connection);
   log_.set_server(endpoint_text(server_conn_->endpoint));
+  if (audit_) audit_->set_server(endpoint_text(server_conn_->endpoint), server_conn_->backend_key.process_id);
   cancel_slot_->set(
       CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
   std::string diff = settings_diff(*server_conn_);
@@ -706,6 +734,7 @@ void ClientSession::detach_and_release(bool reusable) {
   auto conn = std::move(server_conn_);
   if (!conn) return;
   log_.set_server({});
+  if (audit_) audit_->detached();
   pool_->release(std::move(conn), worker_.index(), reusable);
 }
 
@@ -790,6 +819,11 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         violation_ = "malformed Query message";
         return false;
       }
+      if (audit_ && !audit_->on_query(q.query, t.status() != backend::TransactionStatus::idle)) {
+        refuse_request(Request::query, "58030", "could not write the audit log: statement not executed",
+                       "pgwarden's audit log is failing (audit.on_failure = \"block\"); see pgwarden's log.");
+        return true;
+      }
       if (refused(q.query, Request::query)) return true;
       if (rewrite_deallocate(q.query, Request::query)) return true;
       t.push(Request::query);
@@ -805,6 +839,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
       if (refused(p.query, Request::parse)) return true;
       if (p.statement.empty() && rewrite_deallocate(p.query, Request::parse)) return true;
       if (!rename_statements_ || p.statement.empty()) {
+        if (audit_) audit_->on_parse(p.statement, p.query);
         t.push(Request::parse);
         emit_wire(wire);
         return true;
@@ -822,6 +857,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
                        "Close statements that are no longer used.");
         return true;
       }
+      if (audit_) audit_->on_parse(p.statement, p.query);
       auto& conn = *server_conn_;
       if (conn.statements.touch(statement->key)) {
         // Already prepared on this server connection (by this client or another): pgwarden answers.
@@ -846,6 +882,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         violation_ = "malformed Bind message";
         return false;
       }
+      if (audit_) audit_->on_bind(b);
       const pool::PreparedStatement* statement =
           rename_statements_ && !b.statement.empty() ? statements_.find(b.statement) : nullptr;
       if (statement == nullptr) {
@@ -893,6 +930,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         violation_ = "malformed Close message";
         return false;
       }
+      if (audit_) audit_->on_close(c.target, c.name);
       if (c.target == 'S' && rename_statements_ && !c.name.empty()) {
         // The server keeps its copy for other clients (and LRU); the client's name is gone, as it asked.
         statements_.remove(c.name);
@@ -905,10 +943,22 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
       return true;
     }
     case frontend::execute:
+      if (audit_) {
+        frontend::Execute x;
+        if (decode(body, x) != Error::none) {
+          violation_ = "malformed Execute message";
+          return false;
+        }
+        if (!audit_->on_execute(x.portal, t.status() != backend::TransactionStatus::idle)) {
+          audit_refused_ = true;
+          return false;
+        }
+      }
       t.push(Request::execute);
       emit_wire(wire);
       return true;
     case frontend::sync:
+      if (audit_) audit_->on_sync();
       t.push(Request::sync);
       emit_wire(wire);
       return true;
@@ -916,12 +966,14 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
       emit_wire(wire);
       return true;
     case frontend::function_call:
+      if (audit_) audit_->on_function_call(body);
       t.push(Request::function_call);
       emit_wire(wire);
       return true;
     case frontend::copy_data:
     case frontend::copy_done:
     case frontend::copy_fail:
+      if (audit_) audit_->on_copy_message();
       t.push(Request::copy_marker);
       emit_wire(wire);
       return true;
@@ -981,12 +1033,14 @@ bool ClientSession::answer_locally(char type, Bytes body) {
                            pool::make_statement(p.query, p.parameter_types, p.num_parameter_types))) {
         return false;
       }
+      if (audit_) audit_->on_parse(p.statement, p.query);
       outbox_.insert(outbox_.end(), std::begin(parse_complete_message), std::end(parse_complete_message));
       return true;
     }
     case frontend::close: {
       frontend::Close c;
       if (decode(body, c) != Error::none || c.target != 'S' || c.name.empty()) return false;
+      if (audit_) audit_->on_close(c.target, c.name);
       statements_.remove(c.name);
       outbox_.insert(outbox_.end(), std::begin(close_complete_message), std::end(close_complete_message));
       return true;
@@ -1095,11 +1149,14 @@ asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
       }
       if (item.kind == Scanner::Kind::message) {
         if (!translate(item.header.type, item.body, item.wire)) {
-          stop = SessionEnd::client_protocol_violation;
+          stop = audit_refused_ ? SessionEnd::audit_unavailable : SessionEnd::client_protocol_violation;
           break;
         }
       } else {
-        if (item.starts_message) server_conn_->tracker.push(Request::copy_marker);
+        if (item.starts_message) {
+          server_conn_->tracker.push(Request::copy_marker);
+          if (audit_) audit_->on_copy_message();
+        }
         emit_wire(item.wire);
       }
       pos += item.wire.size();
@@ -1108,6 +1165,10 @@ asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
       std::span<const std::uint8_t> bytes =
           rewriting_ ? std::span<const std::uint8_t>(server_out_)
                      : client_in_.readable().subspan(range_start_, range_end_ - range_start_);
+      if (audit_ && (audit_->must_wait() || audit_->broken())) {
+        // fsync = "every": the records of the statements in this batch are on disk before they run.
+        if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
+      }
       if (!bytes.empty()) {
         frontend_writing_ = true;
         auto wec = co_await server_conn_->stream.write_all(bytes);
@@ -1229,11 +1290,18 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       for (auto tag : failed_tags_)
         conn->statements.remove_tag(tag);
       failed_tags_.clear();
+      if (audit_ && (v.to_client || !v.instead.empty())) {
+        audit_->on_backend(type, v.instead.empty() ? body : v.instead.subspan(typed_header_size));
+      }
       if (type == backend::parameter_status) {
         backend::ParameterStatus ps;
         if (decode(body, ps) == Error::none) {
           conn->set_parameter(ps.name, ps.value);
           if (v.to_client && is_tracked(ps.name, extra)) put_setting(settings_, ps.name, ps.value);
+          if (audit_ && v.to_client) {
+            if (ps.name == "application_name") audit_->set_application_name(ps.value);
+            audit_->on_parameter(ps.name, ps.value);
+          }
         }
       } else if (type == backend::command_complete) {
         backend::CommandComplete cc;
@@ -1275,6 +1343,10 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
     }
     std::span<const std::uint8_t> out =
         copying ? std::span<const std::uint8_t>(scratch_) : data.subspan(seg_start, seg_end - seg_start);
+    if (audit_ && (audit_->must_wait() || audit_->broken())) {
+      // fsync = "every": a result reaches the client only once its outcome record is on disk.
+      if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
+    }
     if (!out.empty()) {
       bool ok = true;
       if (outbox_.empty() && !client_writing_) {
@@ -1352,11 +1424,20 @@ asio::awaitable<void> ClientSession::finish(SessionEnd end) {
     case SessionEnd::transaction_in_statement_mode:
       tell("0A000", "transaction blocks are not allowed in statement pooling mode");
       break;
+    case SessionEnd::audit_unavailable:
+      log_.error("the audit log cannot take this session's records (audit.on_failure = \"block\"): closing");
+      tell("58030", "could not write the audit log: session closed",
+           "pgwarden's audit log is failing and audit.on_failure = \"block\"");
+      break;
     default:
       break;
   }
   if (end != SessionEnd::refused && end != SessionEnd::none) log_.info("session ended: {}", describe(end));
   if (cancel_slot_) cancel_slot_->set(std::nullopt);
+  if (audit_) {
+    audit_->abandon(describe(end));
+    if (connected_) audit_->disconnected(describe(end));
+  }
   if (auto conn = std::move(server_conn_)) {
     bool server_failed = end == SessionEnd::server_closed || end == SessionEnd::server_io_error ||
                          end == SessionEnd::server_protocol_violation || end == SessionEnd::settings_lost;

@@ -22,6 +22,7 @@
 #include "pgw/protocol/encoder.hpp"
 #include "pgw/protocol/scanner.hpp"
 #include "runtime.hpp"
+#include "session_audit.hpp"
 #include "session_end.hpp"
 
 namespace pgw::proxy {
@@ -157,6 +158,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   pool::Clock::time_point last_activity_ = pool::Clock::now();
   std::string violation_;
   std::string end_detail_;
+
+  std::unique_ptr<SessionAudit> audit_;  // null with audit.enabled = false
+  bool connected_ = false;               // login finished: the connect record is written
+  bool audit_refused_ = false;           // translate() refused a message the audit log could not take
 };
 
 }  // namespace pgw::proxy

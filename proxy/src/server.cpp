@@ -74,6 +74,14 @@ Server::Server(std::shared_ptr<const Runtime> runtime) : runtime_(std::move(runt
   for (auto& w : workers_)
     executors.push_back(w->io().get_executor());
   pools_ = std::make_unique<pool::PoolManager>(std::move(executors));
+  audit_settings_ = runtime_->config->audit;
+  if (audit_settings_.enabled) {
+    audit::AuditLogOptions options;
+    options.alarm = [](std::string_view message) { spdlog::error("audit log: {}", message); };
+    audit_ = std::make_unique<audit::AuditLog>(audit_settings_, std::move(options));
+    spdlog::info("audit log: instance \"{}\", statements = \"{}\", fsync = \"{}\"", audit_->instance(),
+                 config::to_string(audit_settings_.statements), config::to_string(audit_settings_.fsync));
+  }
   unsigned char seed[32];
   RAND_bytes(seed, sizeof seed);
   mock_seed_.assign(reinterpret_cast<const char*>(seed), sizeof seed);
@@ -93,6 +101,8 @@ Server::~Server() {
     signals_.reset();
     shutdown_timer_.reset();
     pools_.reset();
+    // Its last durable callbacks post to the workers' io_contexts, which must still exist (threads joined).
+    audit_.reset();
     workers_.clear();
   } catch (const std::exception& e) {
     spdlog::error("stopping: {}", e.what());

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "cancel_registry.hpp"
+#include "pgw/audit/classify.hpp"
+#include "pgw/audit/log.hpp"
 #include "pgw/pool/pool.hpp"
 #include "runtime.hpp"
 
@@ -34,6 +36,8 @@ class Worker {
   std::list<ClientSession*>::iterator add(ClientSession* s) { return sessions_.insert(sessions_.end(), s); }
   void remove(std::list<ClientSession*>::iterator it) { sessions_.erase(it); }
   const std::list<ClientSession*>& sessions() const noexcept { return sessions_; }
+  // The audit classifier's cache is per thread: no lock on the data path.
+  audit::Classifier& classifier() noexcept { return classifier_; }
 
   void start();
   void stop();
@@ -50,6 +54,7 @@ class Worker {
   std::thread thread_;
   std::list<ClientSession*> sessions_;
   std::unique_ptr<asio::steady_timer> janitor_;
+  audit::Classifier classifier_;
 };
 
 class Server {
@@ -65,6 +70,9 @@ class Server {
   std::shared_ptr<const Runtime> runtime() const;
   CancelRegistry& cancels() noexcept { return cancels_; }
   pool::PoolManager& pools() noexcept { return *pools_; }
+  // The audit log (nullptr with audit.enabled = false) and the settings it was opened with (restart only).
+  audit::AuditLog* audit() noexcept { return audit_.get(); }
+  const config::AuditSettings& audit_settings() const noexcept { return audit_settings_; }
   bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
   const std::string& mock_seed() const noexcept { return mock_seed_; }
   std::string next_session_id();
@@ -84,6 +92,8 @@ class Server {
 
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<pool::PoolManager> pools_;
+  config::AuditSettings audit_settings_;
+  std::unique_ptr<audit::AuditLog> audit_;
   std::atomic<std::size_t> next_worker_{0};
   mutable std::mutex runtime_mutex_;
   std::shared_ptr<const Runtime> runtime_;

@@ -41,6 +41,8 @@ std::string_view describe(SessionEnd e) noexcept {
       return "idle_transaction_timeout passed";
     case SessionEnd::transaction_in_statement_mode:
       return "transaction block in statement pooling mode";
+    case SessionEnd::audit_unavailable:
+      return "audit log unavailable";
   }
   return "unknown";
 }

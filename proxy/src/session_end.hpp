@@ -26,6 +26,7 @@ enum class SessionEnd : std::uint8_t {
   client_idle_timeout,            // client_idle_timeout passed outside a transaction: 57P05
   idle_transaction_timeout,       // idle_transaction_timeout passed inside a transaction: 25P03
   transaction_in_statement_mode,  // a transaction block opened in statement pooling: 0A000
+  audit_unavailable,              // the audit log cannot take records and on_failure = "block": 58030
 };
 
 std::string_view describe(SessionEnd e) noexcept;

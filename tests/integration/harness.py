@@ -95,6 +95,17 @@ class Certs:
 # PostgreSQL
 
 
+# PostgreSQL's own statement log, as JSON lines in DATA/log/statements.json: what the audit tests compare with.
+STATEMENT_LOG_CONF = """
+logging_collector = on
+log_destination = 'jsonlog'
+log_directory = 'log'
+log_filename = 'statements.log'
+log_statement = 'mod'
+log_min_error_statement = panic
+"""
+
+
 class PostgresCluster:
     """initdb'd in a temp dir, run as the postgres user when we are root (PostgreSQL refuses to run as root)."""
 

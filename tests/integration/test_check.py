@@ -36,7 +36,7 @@ name = "app"
 port = 99999
 
 [audit]
-enabled = true
+fsync = "sometimes"
 """)
     r = check(cfg)
     assert r.returncode == 1
@@ -49,7 +49,7 @@ enabled = true
     assert f"{cfg}:13:" in text and "verify-fully" in text
     assert f"{cfg}:20:" in text and "5 minutes" in text
     assert f"{cfg}:24:" in text and "out of range" in text
-    assert f"{cfg}:27:1: audit.enabled is not supported yet" in text
+    assert f"{cfg}:27:" in text and "sometimes" in text
     assert f"{cfg}:10:" in text and "TLSv1.1" in text
 
 

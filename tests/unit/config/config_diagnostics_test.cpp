@@ -168,9 +168,8 @@ TEST(ConfigDiagnostics, WrongTypeForEachKind) {
             Errors{"cfg.toml:2:11: proxy.workers: expected an integer, found floating-point"});
   EXPECT_EQ(errors("[[database]]\nname = \"a\"\nport = \"5432\"\n"),
             Errors{"cfg.toml:3:8: database.port: expected an integer, found string"});
-  // bool: the only bool key is audit.enabled, where any value but false is refused.
   EXPECT_EQ(errors("[audit]\nenabled = \"false\"\n"),
-            Errors{"cfg.toml:2:1: audit.enabled is not supported yet by this build"});
+            Errors{"cfg.toml:2:11: audit.enabled: expected true or false, found string"});
   // duration
   EXPECT_EQ(errors("[proxy]\nshutdown_timeout = 30\n"),
             Errors{"cfg.toml:2:20: proxy.shutdown_timeout: expected a duration string such as \"15s\", found "
@@ -490,41 +489,6 @@ enabled = false
   EXPECT_TRUE(c.auth.query.empty());
   EXPECT_TRUE(c.auth.query_user.empty());
   accepted("[audit]\n");
-}
-
-TEST(ConfigDiagnostics, EveryAuditKeyButEnabledFalseIsRejected) {
-  EXPECT_EQ(errors("[audit]\n\nenabled = true\n"),
-            Errors{"cfg.toml:3:1: audit.enabled is not supported yet by this build"});
-  // Every other key is refused whatever its value, even one that looks like "off".
-  struct Case {
-    std::string_view key;
-    std::string_view value;
-  };
-  const Case cases[] = {
-      {"instance", "\"\""},
-      {"instance", "\"pooler-1\""},
-      {"path", "\"audit.jsonl\""},
-      {"sinks", "[\"file\"]"},
-      {"sinks", "[]"},
-      {"statements", "\"mod\""},
-      {"statements", "\"none\""},
-      {"parameters", "\"redact\""},
-      {"rotate_size", "\"100MB\""},
-      {"rotate_keep", "10"},
-      {"fsync", "\"batch\""},
-      {"hmac_key_file", "\"\""},
-      {"checkpoint_interval", "\"1m\""},
-      {"literals", "\"keep\""},
-      {"routines", "false"},
-      {"on_failure", "\"block\""},
-  };
-  for (const auto& c : cases) {
-    const std::string head =
-        "[audit]\nenabled = false\n" + std::string(c.key) + " = " + std::string(c.value) + "\n";
-    EXPECT_EQ(errors(head),
-              Errors{"cfg.toml:3:1: audit." + std::string(c.key) + " is not supported yet by this build"})
-        << c.key << " = " << c.value;
-  }
 }
 
 TEST(ConfigDiagnostics, AccessEntriesRejectedAtTheirLine) {

@@ -20,10 +20,21 @@ enum class AuthMethod : std::uint8_t { scram_sha_256, md5, password, cert, trust
 enum class PoolMode : std::uint8_t { session, transaction, statement };
 enum class LogLevel : std::uint8_t { trace, debug, info, warn, error };
 enum class LogFormat : std::uint8_t { text, json };
+// [audit] (SPEC "Audit record"): which statements, how parameters and literals appear, where records go.
+enum class AuditStatements : std::uint8_t { none, ddl, mod, all };  // PostgreSQL log_statement levels
+enum class AuditParameters : std::uint8_t { redact, log };
+enum class AuditLiterals : std::uint8_t { keep, redact };
+enum class AuditFsync : std::uint8_t { every, batch, off };
+enum class AuditOnFailure : std::uint8_t { block, drop };
+enum class AuditSink : std::uint8_t { file, syslog, standard_output };  // "stdout" is a macro in <cstdio>
 
 std::string_view to_string(TlsMode m) noexcept;
 std::string_view to_string(AuthMethod m) noexcept;
 std::string_view to_string(PoolMode m) noexcept;
+std::string_view to_string(AuditStatements m) noexcept;
+std::string_view to_string(AuditFsync m) noexcept;
+std::string_view to_string(AuditOnFailure m) noexcept;
+std::string_view to_string(AuditSink m) noexcept;
 
 // Where a value was written, for FILE:LINE:COL messages.
 struct Position {
@@ -118,6 +129,31 @@ struct LogSettings {
   LogFormat format = LogFormat::text;
 };
 
+struct AuditSettings {
+  bool enabled = true;
+  std::string instance;                           // "" = the host name, resolved when the log opens
+  std::filesystem::path path = "audit.jsonl";     // relative to the config file's directory
+  std::vector<AuditSink> sinks{AuditSink::file};  // non-empty, no duplicates
+  AuditStatements statements = AuditStatements::mod;
+  AuditParameters parameters = AuditParameters::redact;
+  std::uint64_t rotate_size = std::uint64_t{100} << 20;  // 0 = never rotate
+  unsigned rotate_keep = 10;
+  AuditFsync fsync = AuditFsync::batch;
+  std::filesystem::path hmac_key_file;                     // "" = plain SHA-256 chain
+  Duration checkpoint_interval = std::chrono::minutes(1);  // 0 = only at shutdown
+  AuditLiterals literals = AuditLiterals::keep;
+  bool routines = false;
+  AuditOnFailure on_failure = AuditOnFailure::block;
+  // Not in the SPEC's example (limits belong in config, STYLE.md): the writer's bounds and timers.
+  unsigned queue_records = 65536;                           // records waiting for the writer thread
+  std::uint64_t queue_size = std::uint64_t{64} << 20;       // bytes of statement text etc. waiting
+  Duration fsync_interval = std::chrono::milliseconds(10);  // fsync = "batch": at most this long unsynced
+  Duration retry_interval = std::chrono::seconds(1);        // a failing log retries its writes this often
+
+  bool has_sink(AuditSink s) const noexcept;
+};
+using Audit = AuditSettings;
+
 struct Config {
   std::filesystem::path path;  // the file it was read from
   ProxySettings proxy;
@@ -127,6 +163,7 @@ struct Config {
   PoolSettings pool;
   std::vector<DatabaseSettings> databases;
   LogSettings log;
+  AuditSettings audit;
   // Where each key was written ("client_tls.cert", "database[0].host"), and each section ("client_tls").
   std::map<std::string, Position, std::less<>> positions;
 
@@ -148,6 +185,10 @@ LoadResult load(const std::filesystem::path& file);
 std::optional<Duration> parse_duration(std::string_view text) noexcept;
 // Parses "512", "64kB", "100MB", "1GB"; nullopt if malformed or above 2^63.
 std::optional<std::uint64_t> parse_size(std::string_view text) noexcept;
+
+// Reads a key file (audit.hmac_key_file): its bytes less trailing CR/LF. nullopt with `error` set when the
+// file is missing, unreadable or empty.
+std::optional<std::string> read_key_file(const std::filesystem::path& file, std::string& error);
 
 // One row of the key table, for the reference documentation (`pgwarden --config-reference`).
 struct KeyInfo {

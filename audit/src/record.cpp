@@ -1,0 +1,417 @@
+// Audit records as one JSON line each: the fixed field order per event and byte-exact string escaping.
+#include <cstdio>
+#include <ctime>
+#include <string>
+
+#include "pgw/audit/log.hpp"
+
+namespace pgw::audit {
+
+namespace {
+
+// Every key a record may carry, in the order it is written (SPEC "Audit record"; ref, reason and dropped are
+// pgwarden's additions for the events that need them). "prev" and "hash" always follow.
+enum Field : std::uint8_t {
+  f_ts,
+  f_seq,
+  f_event,
+  f_ref,
+  f_session,
+  f_client_addr,
+  f_client_port,
+  f_user,
+  f_database,
+  f_application_name,
+  f_tls,
+  f_server,
+  f_backend_pid,
+  f_protocol,
+  f_command,
+  f_class,
+  f_objects,
+  f_statement,
+  f_params,
+  f_instance,
+  f_in_transaction,
+  f_outcome,
+  f_tag,
+  f_rows,
+  f_sqlstate,
+  f_duration_us,
+  f_reason,
+  f_dropped,
+  f_count
+};
+
+constexpr std::array<std::string_view, f_count> field_names{"ts",
+                                                            "seq",
+                                                            "event",
+                                                            "ref",
+                                                            "session",
+                                                            "client_addr",
+                                                            "client_port",
+                                                            "user",
+                                                            "database",
+                                                            "application_name",
+                                                            "tls",
+                                                            "server",
+                                                            "backend_pid",
+                                                            "protocol",
+                                                            "command",
+                                                            "class",
+                                                            "objects",
+                                                            "statement",
+                                                            "params",
+                                                            "instance",
+                                                            "in_transaction",
+                                                            "outcome",
+                                                            "tag",
+                                                            "rows",
+                                                            "sqlstate",
+                                                            "duration_us",
+                                                            "reason",
+                                                            "dropped"};
+
+using Mask = std::uint32_t;
+constexpr Mask bit(Field f) {
+  return Mask{1} << f;
+}
+constexpr Mask head = bit(f_ts) | bit(f_seq) | bit(f_event);
+constexpr Mask identity = bit(f_session) | bit(f_client_addr) | bit(f_client_port) | bit(f_user) |
+                          bit(f_database) | bit(f_application_name) | bit(f_tls);
+constexpr Mask result = bit(f_outcome) | bit(f_tag) | bit(f_rows) | bit(f_sqlstate) | bit(f_duration_us);
+constexpr Mask statement_fields = head | identity | bit(f_server) | bit(f_backend_pid) | bit(f_protocol) |
+                                  bit(f_command) | bit(f_class) | bit(f_objects) | bit(f_statement) |
+                                  bit(f_params) | bit(f_instance) | bit(f_in_transaction) | result;
+
+Mask mask_of(Event e) {
+  switch (e) {
+    case Event::statement:
+    case Event::transaction:
+      return statement_fields;
+    case Event::outcome:
+      return head | bit(f_ref) | bit(f_session) | bit(f_instance) | result;
+    case Event::connect:
+      return head | identity | bit(f_instance);
+    case Event::disconnect:
+      return head | identity | bit(f_instance) | bit(f_duration_us) | bit(f_reason);
+    case Event::auth_failed:
+    case Event::refused:
+      return head | identity | bit(f_instance) | bit(f_sqlstate) | bit(f_reason);
+    case Event::records_dropped:
+      return head | bit(f_instance) | bit(f_dropped);
+    case Event::checkpoint:
+      return head | bit(f_instance);
+  }
+  return head;
+}
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+void append_escaped_byte(std::string& out, unsigned char c) {
+  out += "\\u00";
+  out += hex_digits[c >> 4];
+  out += hex_digits[c & 15];
+}
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no surrogates, at most
+// U+10FFFF), or 0.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = at(i);
+  const std::size_t left = s.size() - i;
+  auto cont = [&](std::size_t k) { return (at(k) & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return left >= 2 && cont(i + 1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (left < 3 || !cont(i + 1) || !cont(i + 2)) return 0;
+    if (c == 0xE0 && at(i + 1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && at(i + 1) >= 0xA0) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (left < 4 || !cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
+    if (c == 0xF0 && at(i + 1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && at(i + 1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+class Writer {
+ public:
+  explicit Writer(std::string& out) : out_(out) {}
+  void key(std::string_view k) {
+    out_ += first_ ? "{\"" : ",\"";
+    first_ = false;
+    out_ += k;
+    out_ += "\":";
+  }
+  void null() { out_ += "null"; }
+  void str(std::string_view s) { append_json_string(out_, s); }
+  void opt_str(const std::optional<std::string>& s) { s ? str(*s) : null(); }
+  template <class T>
+  void num(T v) {
+    out_ += std::to_string(v);
+  }
+  template <class T>
+  void opt_num(const std::optional<T>& v) {
+    v ? num(*v) : null();
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+void write_field(Writer& w, Field f, const Record& r) {
+  std::string& out = w.out();
+  switch (f) {
+    case f_ts:
+      w.str(format_ts(r.ts));
+      break;
+    case f_seq:
+      w.num(r.seq);
+      break;
+    case f_event:
+      w.str(to_string(r.event));
+      break;
+    case f_ref:
+      w.opt_num(r.ref);
+      break;
+    case f_session:
+      w.str(r.session);
+      break;
+    case f_client_addr:
+      w.opt_str(r.client_addr);
+      break;
+    case f_client_port:
+      w.opt_num(r.client_port);
+      break;
+    case f_user:
+      w.opt_str(r.user);
+      break;
+    case f_database:
+      w.opt_str(r.database);
+      break;
+    case f_application_name:
+      w.opt_str(r.application_name);
+      break;
+    case f_tls:
+      if (!r.tls) {
+        w.null();
+      } else {
+        out += "{\"version\":";
+        w.str(r.tls->version);
+        out += ",\"cipher\":";
+        w.str(r.tls->cipher);
+        out += ",\"client_cert\":";
+        w.opt_str(r.tls->client_cert);
+        out += '}';
+      }
+      break;
+    case f_server:
+      w.opt_str(r.server);
+      break;
+    case f_backend_pid:
+      w.opt_num(r.backend_pid);
+      break;
+    case f_protocol:
+      w.opt_str(r.protocol);
+      break;
+    case f_command:
+      w.opt_str(r.command);
+      break;
+    case f_class:
+      w.opt_str(r.statement_class);
+      break;
+    case f_objects:
+      out += '[';
+      for (std::size_t i = 0; i < r.objects.size(); ++i) {
+        if (i != 0) out += ',';
+        w.str(r.objects[i]);
+      }
+      out += ']';
+      break;
+    case f_statement:
+      w.opt_str(r.statement);
+      break;
+    case f_params:
+      switch (r.params.kind) {
+        case Params::Kind::none:
+          w.null();
+          break;
+        case Params::Kind::redacted:
+          out += "\"redacted\"";
+          break;
+        case Params::Kind::values:
+          out += '[';
+          for (std::size_t i = 0; i < r.params.values.size(); ++i) {
+            if (i != 0) out += ',';
+            w.opt_str(r.params.values[i]);
+          }
+          out += ']';
+          break;
+      }
+      break;
+    case f_instance:
+      w.str(r.instance);
+      break;
+    case f_in_transaction:
+      if (r.in_transaction) {
+        out += *r.in_transaction ? "true" : "false";
+      } else {
+        w.null();
+      }
+      break;
+    case f_outcome:
+      w.opt_str(r.outcome);
+      break;
+    case f_tag:
+      w.opt_str(r.tag);
+      break;
+    case f_rows:
+      w.opt_num(r.rows);
+      break;
+    case f_sqlstate:
+      w.opt_str(r.sqlstate);
+      break;
+    case f_duration_us:
+      w.opt_num(r.duration_us);
+      break;
+    case f_reason:
+      w.opt_str(r.reason);
+      break;
+    case f_dropped:
+      w.num(r.dropped);
+      break;
+    case f_count:
+      break;
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(Event e) noexcept {
+  switch (e) {
+    case Event::statement:
+      return "statement";
+    case Event::connect:
+      return "connect";
+    case Event::disconnect:
+      return "disconnect";
+    case Event::auth_failed:
+      return "auth_failed";
+    case Event::refused:
+      return "refused";
+    case Event::transaction:
+      return "transaction";
+    case Event::outcome:
+      return "outcome";
+    case Event::records_dropped:
+      return "records_dropped";
+    case Event::checkpoint:
+      return "checkpoint";
+  }
+  return "?";
+}
+
+std::optional<Event> event_from_string(std::string_view s) noexcept {
+  for (Event e : {Event::statement, Event::connect, Event::disconnect, Event::auth_failed, Event::refused,
+                  Event::transaction, Event::outcome, Event::records_dropped, Event::checkpoint}) {
+    if (to_string(e) == s) return e;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string_view> fields_of_event(Event e) {
+  std::vector<std::string_view> out;
+  const Mask m = mask_of(e);
+  for (std::uint8_t f = 0; f < f_count; ++f) {
+    if ((m & bit(static_cast<Field>(f))) != 0) out.push_back(field_names[f]);
+  }
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          if (c < 0x20 || c == 0x7F) {
+            append_escaped_byte(out, c);
+          } else {
+            out += static_cast<char>(c);
+          }
+      }
+      ++i;
+      continue;
+    }
+    if (std::size_t n = utf8_sequence(s, i); n != 0) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      append_escaped_byte(out, c);  // a byte that is not UTF-8: \u0080-\u00ff name it exactly
+      ++i;
+    }
+  }
+  out += '"';
+}
+
+std::string format_ts(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  const auto us = duration_cast<microseconds>(t.time_since_epoch()).count();
+  auto secs = static_cast<std::time_t>(us / 1'000'000);
+  auto frac = us % 1'000'000;
+  if (frac < 0) {
+    frac += 1'000'000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out(buf, n);
+  char f[16];
+  std::snprintf(f, sizeof f, ".%06lldZ", static_cast<long long>(frac));
+  out += f;
+  return out;
+}
+
+std::string record_body(const Record& r) {
+  std::string out;
+  out.reserve(256 + (r.statement ? r.statement->size() : 0));
+  Writer w(out);
+  const Mask m = mask_of(r.event);
+  for (std::uint8_t f = 0; f < f_count; ++f) {
+    if ((m & bit(static_cast<Field>(f))) == 0) continue;
+    w.key(field_names[f]);
+    write_field(w, static_cast<Field>(f), r);
+  }
+  return out;
+}
+
+}  // namespace pgw::audit

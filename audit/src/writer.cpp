@@ -1,0 +1,526 @@
+// The audit writer: a bounded queue filled by the I/O threads, drained in batches (group commit) by one
+// thread.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "pgw/audit/log.hpp"
+#include "sink.hpp"
+
+namespace pgw::audit {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+// What a queued record costs against audit.queue_size: its variable-length text and a fixed overhead.
+std::size_t estimate_bytes(const Record& r) {
+  std::size_t n = 256 + r.session.size();
+  for (const auto* s :
+       {&r.client_addr, &r.user, &r.database, &r.application_name, &r.server, &r.protocol, &r.command,
+        &r.statement_class, &r.statement, &r.outcome, &r.tag, &r.sqlstate, &r.reason}) {
+    if (*s) n += (*s)->size();
+  }
+  for (const auto& o : r.objects)
+    n += o.size() + 4;
+  for (const auto& v : r.params.values)
+    n += (v ? v->size() : 0) + 4;
+  return n;
+}
+
+std::string host_name() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') return host;
+  return "localhost";
+}
+
+}  // namespace
+
+std::string_view to_string(AppendStatus s) noexcept {
+  switch (s) {
+    case AppendStatus::queued:
+      return "queued";
+    case AppendStatus::failing:
+      return "failing";
+    case AppendStatus::queue_full:
+      return "queue full";
+    case AppendStatus::dropped:
+      return "dropped";
+    case AppendStatus::stopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+struct AuditLog::Impl {
+  struct Pending {
+    std::uint64_t seq = 0;
+    Record record;
+    std::optional<std::string> line;  // sealed into the chain
+    OnDurable on_durable;
+    std::size_t bytes = 0;
+    bool called = false;
+  };
+
+  Impl(const config::AuditSettings& settings, Options options)
+      : cfg(settings),
+        opt(std::move(options)),
+        instance(settings.instance.empty() ? host_name() : settings.instance),
+        hasher(read_key(settings)),
+        chain(hasher) {
+    if (cfg.sinks.empty()) throw std::runtime_error("audit.sinks is empty");
+    detail::Tail tail;
+    if (cfg.has_sink(config::AuditSink::file)) {
+      file = std::make_unique<detail::FileSink>(cfg.path, cfg.rotate_size, cfg.rotate_keep);
+      tail = file->recover(hasher, opt.alarm);
+      if (!tail.instance.empty() && tail.instance != instance) {
+        alarm("audit log " + cfg.path.string() + ": continuing the chain of instance \"" + tail.instance +
+              "\" as instance \"" + instance + "\": audit verify will see a new chain starting at seq " +
+              std::to_string(tail.last_seq + 1));
+      }
+    }
+    if (cfg.has_sink(config::AuditSink::standard_output)) out = std::make_unique<detail::StdoutSink>();
+    if (cfg.has_sink(config::AuditSink::syslog))
+      sys = std::make_unique<detail::SyslogSink>(opt.syslog_socket);
+    chain = Chain(hasher, tail.last_seq, tail.last_hash);
+    next_seq = tail.last_seq + 1;
+    handled_seq = tail.last_seq;
+    stats.last_seq = tail.last_seq;
+    written_seq = tail.last_seq;
+    written_hash = tail.last_hash;
+    file_done = out_done = sys_done = tail.last_seq;
+    const auto now = steady::now();
+    last_sync = now;
+    next_checkpoint = now + cfg.checkpoint_interval;
+    thread = std::thread([this] { run(); });
+  }
+
+  static Hasher read_key(const config::AuditSettings& s) {
+    if (s.hmac_key_file.empty()) return Hasher{};
+    std::string error;
+    auto key = config::read_key_file(s.hmac_key_file, error);
+    if (!key) throw std::runtime_error("audit.hmac_key_file: " + error);
+    return Hasher(std::move(*key));
+  }
+
+  void alarm(const std::string& message) const {
+    if (!opt.alarm) return;
+    try {
+      opt.alarm(message);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): the writer thread must survive a faulty callback
+    }
+  }
+
+  void stop_and_join() {
+    {
+      std::lock_guard lk(mu);
+      stop = true;
+    }
+    wake.notify_all();
+    if (thread.joinable()) thread.join();
+  }
+
+  // ---- the I/O threads' side (under mu) ----
+
+  std::uint64_t push_locked(Record r, OnDurable cb, std::size_t bytes) {
+    const std::uint64_t seq = next_seq++;
+    queue.push_back(Pending{seq, std::move(r), std::nullopt, std::move(cb), bytes, false});
+    ++stats.appended;
+    ++stats.queue_records;
+    stats.queue_bytes += bytes;
+    return seq;
+  }
+
+  // Drops are never silent: the first record accepted after them says how many there were.
+  void enqueue_dropped_locked() {
+    if (dropped_pending == 0) return;
+    Record d;
+    d.event = Event::records_dropped;
+    d.ts = std::chrono::system_clock::now();
+    d.dropped = dropped_pending;
+    dropped_pending = 0;
+    push_locked(std::move(d), {}, 256);
+  }
+
+  Appended append(Record r, OnDurable cb) {
+    if (r.ts == std::chrono::system_clock::time_point{}) r.ts = std::chrono::system_clock::now();
+    const std::size_t bytes = estimate_bytes(r);
+    Appended result;
+    bool first_drop = false;
+    bool wake_writer = false;
+    {
+      std::lock_guard lk(mu);
+      if (stop) return {AppendStatus::stopped, 0};
+      // One record alone always fits, so a statement larger than queue_size can still be audited.
+      const bool full = stats.queue_records > 0 && (stats.queue_records >= cfg.queue_records ||
+                                                    stats.queue_bytes + bytes > cfg.queue_size);
+      const bool is_failing = failing.load();
+      if (is_failing || full) {
+        if (cfg.on_failure == config::AuditOnFailure::drop) {
+          first_drop = dropped_pending++ == 0;
+          ++stats.dropped;
+          result = {AppendStatus::dropped, 0};
+        } else {
+          ++stats.refused;
+          result = {is_failing ? AppendStatus::failing : AppendStatus::queue_full, 0};
+        }
+      } else {
+        // The writer waits only for an empty queue to fill: a push behind others needs no wakeup (one context
+        // switch per record was the audit's largest cost under load).
+        wake_writer = queue.empty();
+        enqueue_dropped_locked();
+        result = {AppendStatus::queued, push_locked(std::move(r), std::move(cb), bytes)};
+      }
+    }
+    if (result.ok()) {
+      if (wake_writer) wake.notify_one();
+    } else if (first_drop) {
+      alarm("audit log: dropping records (on_failure = \"drop\"): " +
+            std::string(failing.load() ? "records cannot be written" : "the writer is behind (queue full)") +
+            "; a records_dropped record with the count follows when writing works again");
+    }
+    return result;
+  }
+
+  // ---- the writer thread ----
+
+  std::error_code fault(std::string_view operation) const {
+    return opt.fault ? opt.fault(operation) : std::error_code{};
+  }
+
+  void complete(Pending& p, bool ok) {
+    if (p.called) return;
+    p.called = true;
+    if (!p.on_durable) return;
+    try {
+      p.on_durable(ok);
+    } catch (...) {
+      alarm("audit log: an on_durable callback threw; ignored");
+    }
+  }
+
+  std::error_code write_file() {
+    std::string buf;
+    std::uint64_t buf_last = 0;
+    auto flush = [&]() -> std::error_code {
+      if (buf.empty()) return {};
+      if (auto ec = fault("file")) return ec;
+      if (auto ec = file->write(buf)) return ec;
+      file_done = buf_last;
+      buf.clear();
+      return {};
+    };
+    for (const Pending& p : batch) {
+      if (!p.line || p.seq <= file_done) continue;
+      if (file->needs_rotation(buf.size(), p.line->size())) {
+        if (auto ec = flush()) return ec;
+        if (auto ec = fault("rotate")) return ec;
+        if (auto ec = file->rotate(cfg.fsync != config::AuditFsync::off)) return ec;
+        std::lock_guard lk(mu);
+        ++stats.rotations;
+      }
+      buf += *p.line;
+      buf_last = p.seq;
+    }
+    return flush();
+  }
+
+  std::error_code write_stdout() {
+    for (const Pending& p : batch) {
+      if (!p.line || p.seq <= out_done) continue;
+      if (auto ec = fault("stdout")) return ec;
+      if (auto ec = out->write(*p.line)) return ec;
+      out_done = p.seq;
+    }
+    return {};
+  }
+
+  std::error_code write_syslog() {
+    for (const Pending& p : batch) {
+      if (!p.line || p.seq <= sys_done) continue;
+      std::error_code ec = fault("syslog");
+      if (!ec) ec = sys->write(*p.line);
+      if (ec == std::errc::message_size) {
+        alarm(
+            "audit log: record seq " + std::to_string(p.seq) + " (" + std::to_string(p.line->size()) +
+            " bytes) is too large for one syslog datagram: not sent to syslog (the file and stdout have it)");
+      } else if (ec) {
+        return ec;
+      }
+      sys_done = p.seq;
+    }
+    return {};
+  }
+
+  std::error_code sync_file() {
+    if (auto ec = fault("fsync")) return ec;
+    if (auto ec = file->sync()) return ec;
+    last_sync = steady::now();
+    unsynced = false;
+    std::lock_guard lk(mu);
+    ++stats.fsyncs;
+    stats.last_fsync = std::chrono::system_clock::now();
+    return {};
+  }
+
+  void set_failing(std::string_view what, const std::error_code& ec) {
+    const bool was = failing.exchange(true);
+    {
+      std::lock_guard lk(mu);
+      ++stats.write_errors;
+    }
+    retry_at = steady::now() + cfg.retry_interval;
+    if (!was) {
+      const bool block = cfg.on_failure == config::AuditOnFailure::block;
+      alarm("audit log: " + std::string(what) + " failed: " + ec.message() +
+            (block ? "; on_failure = \"block\": modifying statements are refused until it works again"
+                   : "; on_failure = \"drop\": new records are dropped (and counted) until it works again") +
+            "; retrying every " + std::to_string(cfg.retry_interval.count()) + "ms");
+    }
+  }
+
+  void set_working() {
+    if (failing.exchange(false)) alarm("audit log: writing works again");
+  }
+
+  // Writes the batch to every sink, fsyncs as audit.fsync asks, then completes the callbacks.
+  void attempt() {
+    std::error_code ec;
+    std::string_view what = "write";
+    for (Pending& p : batch) {
+      if (p.line) continue;
+      p.record.seq = p.seq;
+      p.record.instance = instance;
+      auto line = chain.seal(record_body(p.record), p.seq);
+      if (!line) {
+        ec = std::make_error_code(std::errc::io_error);
+        what = "hashing";
+        break;
+      }
+      p.line = std::move(*line);
+      p.record = Record{};  // the line is all that is needed now
+    }
+    if (!ec && file) {
+      ec = write_file();
+      what = "writing the file";
+    }
+    if (!ec && out) {
+      ec = write_stdout();
+      what = "writing to stdout";
+    }
+    if (!ec && sys) {
+      ec = write_syslog();
+      what = "writing to syslog";
+    }
+    if (!ec && file && cfg.fsync != config::AuditFsync::off) {
+      unsynced = true;
+      if (cfg.fsync == config::AuditFsync::every || steady::now() >= last_sync + cfg.fsync_interval) {
+        ec = sync_file();
+        what = "fsync";
+      }
+    }
+    if (ec) {
+      set_failing(what, ec);
+      {
+        // Records queued behind the batch fail now too, rather than keep their sessions waiting for the disk.
+        std::lock_guard lk(mu);
+        while (!queue.empty()) {
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      for (Pending& p : batch)
+        complete(p, false);  // the records stay queued: they are written when writing works again
+      mark_handled();
+      return;
+    }
+    for (Pending& p : batch)
+      complete(p, true);
+    written_seq = batch.back().seq;
+    written_hash = chain.last_hash();
+    const std::size_t n = batch.size();
+    std::size_t bytes = 0;
+    for (const Pending& p : batch)
+      bytes += p.bytes;
+    batch.clear();
+    set_working();
+    {
+      std::lock_guard lk(mu);
+      stats.written += n;
+      stats.queue_records -= n;
+      stats.queue_bytes -= bytes;
+      stats.last_seq = written_seq;
+      handled_seq = std::max(handled_seq, written_seq);
+      enqueue_dropped_locked();
+    }
+    handled_cv.notify_all();
+  }
+
+  void mark_handled() {
+    {
+      std::lock_guard lk(mu);
+      for (const Pending& p : batch)
+        handled_seq = std::max(handled_seq, p.seq);
+    }
+    handled_cv.notify_all();
+  }
+
+  void checkpoint() {
+    if (!out && !sys) return;  // checkpoints go to the sinks other than the file
+    if (checkpointed && checkpoint_seq == written_seq) return;
+    const std::string line =
+        checkpoint_line(std::chrono::system_clock::now(), instance, written_seq, written_hash);
+    std::error_code ec;
+    if (out) {
+      ec = fault("stdout");
+      if (!ec) ec = out->write(line);
+    }
+    if (sys) {
+      std::error_code e2 = fault("syslog");
+      if (!e2) e2 = sys->write(line);
+      if (!ec) ec = e2;
+    }
+    if (ec) {
+      alarm("audit log: cannot write a checkpoint: " + ec.message());
+      return;
+    }
+    checkpointed = true;
+    checkpoint_seq = written_seq;
+    std::lock_guard lk(mu);
+    ++stats.checkpoints;
+  }
+
+  steady::time_point next_deadline() const {
+    steady::time_point d = steady::now() + std::chrono::seconds(1);  // bounded: re-check now and then
+    if (cfg.checkpoint_interval.count() > 0) d = std::min(d, next_checkpoint);
+    if (failing.load()) {
+      d = std::min(d, retry_at);
+    } else if (unsynced) {
+      d = std::min(d, last_sync + cfg.fsync_interval);
+    }
+    return d;
+  }
+
+  void run() {
+    for (;;) {
+      bool stopping = false;
+      {
+        std::unique_lock lk(mu);
+        const auto deadline = next_deadline();
+        wake.wait_until(lk, deadline, [&] { return stop || (batch.empty() && !queue.empty()); });
+        stopping = stop;
+        if (batch.empty() || stopping) {
+          while (!queue.empty()) {
+            batch.push_back(std::move(queue.front()));
+            queue.pop_front();
+          }
+        }
+      }
+      const auto now = steady::now();
+      if (!batch.empty() && (stopping || !failing.load() || now >= retry_at)) attempt();
+      if (unsynced && !failing.load() && steady::now() >= last_sync + cfg.fsync_interval) {
+        if (auto ec = sync_file()) set_failing("fsync", ec);
+      } else if (unsynced && failing.load() && batch.empty() && steady::now() >= retry_at) {
+        if (auto ec = sync_file()) {
+          set_failing("fsync", ec);
+        } else {
+          set_working();
+        }
+      }
+      if (cfg.checkpoint_interval.count() > 0 && steady::now() >= next_checkpoint) {
+        checkpoint();
+        next_checkpoint = steady::now() + cfg.checkpoint_interval;
+      }
+      if (stopping) {
+        if (!batch.empty()) {
+          alarm("audit log: " + std::to_string(batch.size()) +
+                " records could not be written before shutdown (seq " + std::to_string(batch.front().seq) +
+                ".." + std::to_string(batch.back().seq) + ")");
+          for (Pending& p : batch)
+            complete(p, false);
+          mark_handled();
+        }
+        if (unsynced) {
+          if (auto ec = sync_file()) alarm("audit log: the final fsync failed: " + ec.message());
+        }
+        checkpoint();
+        return;
+      }
+    }
+  }
+
+  config::AuditSettings cfg;
+  Options opt;
+  std::string instance;
+  Hasher hasher;
+  Chain chain;
+  std::unique_ptr<detail::FileSink> file;
+  std::unique_ptr<detail::StdoutSink> out;
+  std::unique_ptr<detail::SyslogSink> sys;
+
+  mutable std::mutex mu;
+  std::condition_variable wake;
+  std::condition_variable handled_cv;
+  std::deque<Pending> queue;
+  std::uint64_t next_seq = 1;
+  std::uint64_t handled_seq = 0;
+  std::uint64_t dropped_pending = 0;
+  bool stop = false;
+  std::atomic<bool> failing{false};
+  Stats stats;
+
+  // Writer thread only.
+  std::deque<Pending> batch;
+  std::uint64_t file_done = 0, out_done = 0, sys_done = 0;  // last seq each sink has
+  std::uint64_t written_seq = 0;
+  Digest written_hash{};
+  bool checkpointed = false;
+  std::uint64_t checkpoint_seq = 0;
+  bool unsynced = false;
+  steady::time_point last_sync, next_checkpoint, retry_at;
+
+  std::thread thread;  // last: started when everything above is ready
+};
+
+AuditLog::AuditLog(const config::AuditSettings& settings, Options options)
+    : impl_(std::make_unique<Impl>(settings, std::move(options))) {}
+
+AuditLog::~AuditLog() {
+  try {
+    impl_->stop_and_join();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw
+  }
+}
+
+Appended AuditLog::append(Record record, OnDurable on_durable) {
+  return impl_->append(std::move(record), std::move(on_durable));
+}
+
+bool AuditLog::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(impl_->mu);
+  const std::uint64_t target = impl_->next_seq - 1;
+  return impl_->handled_cv.wait_for(lk, timeout, [&] { return impl_->handled_seq >= target; });
+}
+
+Stats AuditLog::stats() const {
+  std::lock_guard lk(impl_->mu);
+  Stats s = impl_->stats;
+  s.failing = impl_->failing.load();
+  return s;
+}
+
+bool AuditLog::failing() const noexcept {
+  return impl_->failing.load();
+}
+
+const std::string& AuditLog::instance() const noexcept {
+  return impl_->instance;
+}
+
+}  // namespace pgw::audit

@@ -1,0 +1,176 @@
+// One client session's side of the audit log: classifies what the client sends, keeps the statements that
+// await their outcome in the order the server answers them, and turns the answers into records. With fsync =
+// "every" the session waits on durable() before a modifying statement goes to the server and before its
+// result goes to the client, so nothing is committed unaudited and "acknowledged" implies "audited".
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "pgw/audit/classify.hpp"
+#include "pgw/audit/log.hpp"
+#include "pgw/config/config.hpp"
+#include "pgw/protocol/messages.hpp"
+
+namespace pgw::proxy {
+
+namespace asio = boost::asio;
+
+// Who the client is, copied into every record of its session.
+struct AuditIdentity {
+  std::string session;
+  std::optional<std::string> client_addr;
+  std::optional<std::uint16_t> client_port;
+  std::optional<std::string> user;
+  std::optional<std::string> database;
+  std::optional<audit::TlsInfo> tls;
+};
+
+class SessionAudit {
+ public:
+  // `sql_prepared_per_session`: SQL-level PREPAREs stay with this client (session pooling). Otherwise they
+  // live on whichever server connection ran them, and every EXECUTE is recorded as a possible write.
+  SessionAudit(audit::AuditLog& log, audit::Classifier& classifier, const config::AuditSettings& settings,
+               asio::any_io_executor executor, bool sql_prepared_per_session = true);
+  ~SessionAudit();
+  SessionAudit(const SessionAudit&) = delete;
+  SessionAudit& operator=(const SessionAudit&) = delete;
+
+  AuditIdentity& identity() noexcept { return identity_; }
+  void set_sql_prepared_per_session(bool v) noexcept { sql_prepared_per_session_ = v; }
+  void set_application_name(std::string_view name) { application_name_ = std::string(name); }
+  void set_server(std::string server, std::int32_t backend_pid);
+
+  // Session events.
+  void connected();
+  void login_refused(std::string_view sqlstate, std::string_view reason);
+  void disconnected(std::string_view reason);
+
+  // Frontend, in message order. `in_transaction`: the server's last ReadyForQuery said T or E. False means
+  // the statement must not reach the server: the audit log cannot take its record (on_failure = "block").
+  bool on_query(std::string_view sql, bool in_transaction);
+  void on_parse(std::string_view statement, std::string_view sql);
+  void on_bind(const protocol::frontend::Bind& bind);
+  bool on_execute(std::string_view portal, bool in_transaction);
+  void on_close(char target, std::string_view name);
+  void on_function_call(protocol::Bytes body);
+  void on_sync();
+  void on_copy_message();  // CopyData / CopyDone / CopyFail from the client
+  // A parameter the server reported: standard_conforming_strings and client_encoding decide whether the
+  // classifier can read this client's SQL as PostgreSQL will.
+  void on_parameter(std::string_view name, std::string_view value);
+  // Transaction pooling: the unnamed statement and the portals now belong to another client's connection.
+  void detached();
+
+  // Backend: a message the client sees (or pgwarden's error in place of the server's), in stream order.
+  void on_backend(char type, protocol::Bytes body);
+  // No more answers will come from this server connection (lost, discarded or the session ends): what still
+  // waits for an outcome is recorded as "unknown".
+  void abandon(std::string_view why);
+
+  // Records could not be written and on_failure = "block": the session must end with 58030.
+  bool broken() const noexcept { return broken_; }
+  // fsync = "every": records appended that are not on disk yet.
+  bool must_wait() const noexcept;
+  // Waits until every record appended so far is durable; false when one could not be written.
+  asio::awaitable<bool> durable();
+
+ private:
+  struct Durability;
+  // statements: answers to count off; query_end: the ReadyForQuery of a Query or FunctionCall; sync: of a
+  // Sync; copy: the first client copy message after a COPY's Execute (a Sync before it is never answered).
+  enum class Kind : std::uint8_t { statements, query_end, sync, copy };
+  enum class Control : std::uint8_t { none, commit, rollback, prepare_transaction };
+  struct Pending {
+    Kind kind = Kind::sync;
+    std::uint32_t unaudited = 0;            // Kind::statements without records: answers to count off
+    std::unique_ptr<audit::Record> record;  // an audited statement (a single one)
+    std::uint64_t pending_seq = 0;          // fsync = "every": its "pending" record
+    std::chrono::steady_clock::time_point started{};
+    std::optional<audit::Statement> effect;  // PREPARE / DEALLOCATE: remembered once the server completes it
+    Control control = Control::none;         // COMMIT / ROLLBACK (not ROLLBACK TO) / PREPARE TRANSACTION
+    bool extended = false;
+    std::size_t bytes = 0;  // statement text held until the outcome
+  };
+  struct Portal {
+    std::string sql;
+    bool known = false;
+    audit::Params params;
+  };
+
+  bool audited(const audit::Statement& s) const noexcept;
+  audit::Record base(audit::Event event) const;
+  // Queues one statement awaiting its answer; false when the log refuses it (on_failure = "block").
+  bool push_statement(std::string_view text, const audit::Statement& s, bool in_transaction, bool extended,
+                      audit::Params params);
+  void push_unaudited(std::uint32_t n, bool extended);
+  void push_end(Kind kind);
+  bool in_transaction_for(const audit::Statement& s, std::string_view text);
+  void complete(Pending& p, std::string_view outcome, std::string_view tag, std::string_view sqlstate);
+  void pop_front();
+  void skip_to_sync(bool extended);
+  void transaction_ended(std::string_view command, std::string_view outcome);
+  void statement_completed(const Pending& p, bool ok);
+  const audit::SqlPrepared* sql_prepared_for(const std::vector<audit::Statement>& statements) const;
+  // Appends; with fsync = "every" and `wait`, the session waits for it. Returns false when on_failure =
+  // "block" refuses it.
+  bool append(audit::Record record, bool wait, std::uint64_t* seq = nullptr);
+
+  audit::AuditLog& log_;
+  audit::Classifier& classifier_;
+  const config::AuditSettings& settings_;
+  asio::any_io_executor executor_;
+  std::shared_ptr<Durability> durability_;
+  AuditIdentity identity_;
+  std::optional<std::string> application_name_;
+  std::optional<std::string> server_;
+  std::optional<std::int32_t> backend_pid_;
+  std::chrono::steady_clock::time_point connected_at_{};
+  bool connect_recorded_ = false;
+  bool sql_prepared_per_session_ = true;
+  bool lexing_unsafe_ = false;
+  bool strings_unsafe_ = false;   // standard_conforming_strings = off
+  bool encoding_unsafe_ = false;  // a client_encoding whose characters may hold a backslash byte  // the
+                                  // server reads strings differently from the classifier: record everything
+
+  audit::SqlPrepared sql_prepared_;
+  std::vector<audit::Statement> statements_;  // scratch for classify()
+  std::deque<Pending> pending_;
+  std::size_t pending_bytes_ = 0;
+  std::size_t prepare_effects_in_flight_ = 0;
+  std::string unnamed_statement_;
+  bool unnamed_known_ = false;
+  struct Named {
+    std::string sql;
+    bool known = true;  // false: pgwarden cannot tell which text the server holds under this name
+  };
+  std::unordered_map<std::string, Named> named_statements_;
+  std::size_t named_bytes_ = 0;
+  Portal unnamed_portal_;
+  std::unordered_map<std::string, Portal> named_portals_;
+  // Frontend view, ahead of the server's answers: a BEGIN went out without its COMMIT/ROLLBACK yet, and the
+  // statements since the last Sync or Query (one implicit transaction). Only for the in_transaction flag.
+  bool frontend_in_block_ = false;
+  std::uint32_t statements_in_unit_ = 0;
+  // Backend view, from the answers: an audited statement completed in the transaction now open (explicit or
+  // implicit), how many results it had, whether one was extended, and an ErrorResponse since ReadyForQuery.
+  bool transaction_audited_ = false;
+  std::uint32_t results_in_transaction_ = 0;
+  bool extended_in_transaction_ = false;
+  bool error_since_ready_ = false;
+  bool broken_ = false;
+};
+
+}  // namespace pgw::proxy
