@@ -19,7 +19,8 @@ import pytest
 import harness
 
 CORPUS = harness.ROOT / "tests" / "data" / "audit_statements.tsv"
-CLASSIFY = Path(os.environ.get("PGW_CLASSIFY_BIN", harness.ROOT / "build" / "tests" / "pgw_classify"))
+# Next to the pgwarden under test (build/ or, with scripts/test --asan, build-asan/).
+CLASSIFY = Path(os.environ.get("PGW_CLASSIFY_BIN", harness.PGWARDEN.parent.parent / "tests" / "pgw_classify"))
 
 # Where pgwarden records more than log_statement = 'mod' does (SPEC "Audit record"), by Superset name.
 SUPERSET = {
