@@ -1,5 +1,6 @@
 #include "session_audit.hpp"
 
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -53,21 +54,6 @@ bool ends_transaction(std::string_view command) {
   return command == "COMMIT" || command == "ROLLBACK" || command == "PREPARE TRANSACTION";
 }
 
-bool iequal_prefix(std::string_view text, std::string_view word) {
-  if (text.size() < word.size()) return false;
-  for (std::size_t i = 0; i < word.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(text[i])) != word[i]) return false;
-  }
-  return true;
-}
-
-bool contains_nocase(std::string_view text, std::string_view word) {
-  for (std::size_t i = 0; i + word.size() <= text.size(); ++i) {
-    if (iequal_prefix(text.substr(i), word)) return true;
-  }
-  return false;
-}
-
 // ROLLBACK TO [SAVEPOINT] ends no transaction, though its tag is "ROLLBACK" too.
 bool is_rollback_to(std::string_view text) {
   std::size_t at = 0;
@@ -79,17 +65,17 @@ bool is_rollback_to(std::string_view text) {
       ++at;
     return text.substr(start, at - start);
   };
-  if (!iequal_prefix(word(), "rollback")) return false;
+  if (!boost::algorithm::iequals(word(), "rollback")) return false;
   std::string_view w = word();
-  if (iequal_prefix(w, "work") || iequal_prefix(w, "transaction")) w = word();
-  return w.size() == 2 && iequal_prefix(w, "to");
+  if (boost::algorithm::iequals(w, "work") || boost::algorithm::iequals(w, "transaction")) w = word();
+  return boost::algorithm::iequals(w, "to");
 }
 
 // Encodings in which a multibyte character may hold a backslash or quote byte: the classifier's reading of
 // strings would differ from the server's.
 bool unsafe_client_encoding(std::string_view e) {
   for (std::string_view bad : {"sjis", "shift_jis", "big5", "gbk", "gb18030", "uhc", "johab", "euc_tw"}) {
-    if (e.size() == bad.size() && iequal_prefix(e, bad)) return true;
+    if (boost::algorithm::iequals(e, bad)) return true;
   }
   return false;
 }
@@ -394,12 +380,13 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
 bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   // A statement that may change how the server reads strings (SET standard_conforming_strings, SET NAMES,
   // set_config('client_encoding', ...)): everything counts until the next ReadyForQuery brings its values.
-  if (contains_nocase(sql, "standard_conforming_strings") || contains_nocase(sql, "client_encoding")) {
+  if (boost::algorithm::icontains(sql, "standard_conforming_strings") ||
+      boost::algorithm::icontains(sql, "client_encoding")) {
     lexing_unsafe_ = true;
   }
   classifier_.classify(sql, sql_prepared_per_session_ ? &sql_prepared_ : nullptr, statements_);
   for (const auto& s : statements_) {
-    if (s.command == "SET" && contains_nocase(s.text(sql), "names")) lexing_unsafe_ = true;
+    if (s.command == "SET" && boost::algorithm::icontains(s.text(sql), "names")) lexing_unsafe_ = true;
   }
   if (const audit::SqlPrepared* prepared = sql_prepared_for(statements_); prepared != &sql_prepared_) {
     classifier_.classify(sql, prepared, statements_);
@@ -448,7 +435,7 @@ void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
     unnamed_known_ = true;
     return;
   }
-  auto it = named_statements_.find(std::string(statement));
+  auto it = named_statements_.find(statement);
   if (it != named_statements_.end()) {
     // The server refuses a second Parse of a name (42P05) and keeps the first: which one runs is not known
     // here.
@@ -470,7 +457,7 @@ void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
 void SessionAudit::on_bind(const frontend::Bind& b) {
   Portal* portal = &unnamed_portal_;
   if (!b.portal.empty()) {
-    auto it = named_portals_.find(std::string(b.portal));
+    auto it = named_portals_.find(b.portal);
     if (it != named_portals_.end()) {
       it->second = Portal{};  // a second Bind of an open portal fails (42P03): its Execute is not known here
       return;
@@ -485,7 +472,7 @@ void SessionAudit::on_bind(const frontend::Bind& b) {
       portal->sql.assign(unnamed_statement_);
       portal->known = true;
     }
-  } else if (auto it = named_statements_.find(std::string(b.statement));
+  } else if (auto it = named_statements_.find(b.statement);
              it != named_statements_.end() && it->second.known) {
     portal->sql.assign(it->second.sql);
     portal->known = true;
@@ -502,7 +489,7 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
   const Portal* portal = nullptr;
   if (portal_name.empty()) {
     portal = &unnamed_portal_;
-  } else if (auto it = named_portals_.find(std::string(portal_name)); it != named_portals_.end()) {
+  } else if (auto it = named_portals_.find(portal_name); it != named_portals_.end()) {
     portal = &it->second;
   }
   if (portal == nullptr || !portal->known) {
@@ -536,14 +523,14 @@ void SessionAudit::on_close(char target, std::string_view name) {
     if (name.empty()) {
       unnamed_statement_.clear();
       unnamed_known_ = false;
-    } else if (auto it = named_statements_.find(std::string(name)); it != named_statements_.end()) {
+    } else if (auto it = named_statements_.find(name); it != named_statements_.end()) {
       named_bytes_ -= it->second.sql.size();
       named_statements_.erase(it);
     }
   } else if (name.empty()) {
     unnamed_portal_ = {};
   } else {
-    named_portals_.erase(std::string(name));
+    if (auto it = named_portals_.find(name); it != named_portals_.end()) named_portals_.erase(it);
   }
 }
 

@@ -156,10 +156,17 @@ class SessionAudit {
     std::string sql;
     bool known = true;  // false: pgwarden cannot tell which text the server holds under this name
   };
-  std::unordered_map<std::string, Named> named_statements_;
+  // Looked up by the names in the client's messages (string_view) without building a string per message.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  template <class T>
+  using NameMap = std::unordered_map<std::string, T, NameHash, std::equal_to<>>;
+  NameMap<Named> named_statements_;
   std::size_t named_bytes_ = 0;
   Portal unnamed_portal_;
-  std::unordered_map<std::string, Portal> named_portals_;
+  NameMap<Portal> named_portals_;
   // Frontend view, ahead of the server's answers: a BEGIN went out without its COMMIT/ROLLBACK yet, and the
   // statements since the last Sync or Query (one implicit transaction). Only for the in_transaction flag.
   bool frontend_in_block_ = false;

@@ -328,6 +328,16 @@ class Wire:
             pass
 
 
+def tls_startup(port, cafile, params):
+    """A Wire that asked for TLS, verified pgwarden's certificate and sent a startup packet."""
+    w = Wire(port)
+    w.send(SSL_REQUEST)
+    assert w.recv_exact(1) == b"S"
+    w.start_tls(cafile=str(cafile))
+    w.send(startup_packet(params))
+    return w
+
+
 def error_fields(body):
     """ErrorResponse / NoticeResponse body -> {code: value}."""
     fields = {}

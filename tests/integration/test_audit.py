@@ -347,11 +347,7 @@ def test_block_refuses_writes_when_the_log_cannot_be_written(aenv):
 
 
 def wire_login(aenv, pgw):
-    w = harness.Wire(pgw.port)
-    w.send(harness.SSL_REQUEST)
-    assert w.recv_exact(1) == b"S"
-    w.start_tls(cafile=str(aenv.certs.ca_crt))
-    w.send(harness.startup_packet({"user": "alice", "database": "app"}))
+    w = harness.tls_startup(pgw.port, aenv.certs.ca_crt, {"user": "alice", "database": "app"})
     t, _ = harness.scram_login(w, "alice", "alice-pw")[-1]
     assert t == b"Z"
     return w

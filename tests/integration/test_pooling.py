@@ -291,11 +291,7 @@ def test_query_wait_timeout_gives_57014(env):
     assert "query_wait_timeout" in str(exc.value)
     assert 0.9 <= time.monotonic() - start < 10
     # A login that needs a server connection waits the same way; on the wire the FATAL says 57014.
-    w = harness.Wire(pgw.port)
-    w.send(harness.SSL_REQUEST)
-    assert w.recv_exact(1) == b"S"
-    w.start_tls(cafile=str(env.certs.ca_crt))
-    w.send(harness.startup_packet({"user": "alice", "database": "app"}))
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
     t, body = harness.scram_login(w, "alice", "alice-pw")[-1]
     assert t == b"E" and harness.error_fields(body)["C"] == "57014"
     w.close()
