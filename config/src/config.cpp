@@ -1,6 +1,8 @@
 // The TOML key table: parsing, defaults, "not supported yet" keys, validation and the reference docs.
 #include "pgw/config/config.hpp"
 
+#include "pgw/config/access.hpp"
+
 #include <toml++/toml.h>
 #include <algorithm>
 #include <charconv>
@@ -463,6 +465,19 @@ Apply<ProxySettings> listen_key() {
   };
 }
 
+template <class S>
+Apply<S> cidrs_key(std::vector<std::string> S::*m) {
+  return [m](S& s, const toml::node& n) -> std::string {
+    auto err = strings_key(m)(s, n);
+    if (!err.empty()) return err;
+    for (const auto& c : s.*m) {
+      if (!Cidr::parse(c))
+        return "invalid address \"" + c + "\": expected a CIDR such as \"10.0.0.0/8\" or \"::1/128\"";
+    }
+    return {};
+  };
+}
+
 bool is_empty_string(const toml::node& n) {
   return n.is_string() && n.value<std::string>()->empty();
 }
@@ -567,10 +582,11 @@ std::vector<KeyDef<ProxySettings>> proxy_keys() {
       {{"proxy", "metrics_listen", "string", "\"\"", false, false, "Prometheus /metrics address; \"\" = off"},
        string_key(&S::metrics_listen),
        is_empty_string},
-      {{"proxy", "proxy_protocol_from", "array of strings", "[]", true, false,
-        "CIDRs of load balancers that must send a PROXY header"},
-       strings_key(&S::proxy_protocol_from),
-       is_empty_array},
+      {{"proxy", "proxy_protocol_from", "array of strings", "[]", true, true,
+        "CIDRs of load balancers that must send a PROXY protocol v1 or v2 header (and only they may); the "
+        "address in it is the client's for rules, limits, logs and audit"},
+       cidrs_key(&S::proxy_protocol_from),
+       {}},
       {{"proxy", "max_packet_size", "size", "\"256MB\"", true, true,
         "largest message pgwarden holds whole to inspect (Query, Parse, ...); rows and COPY data are "
         "streamed"},
@@ -579,6 +595,31 @@ std::vector<KeyDef<ProxySettings>> proxy_keys() {
       {{"proxy", "client_login_timeout", "duration", "\"60s\"", true, true,
         "a client must finish TLS, startup and authentication within this"},
        duration_key(&S::client_login_timeout),
+       {}},
+      {{"proxy", "client_handshake_timeout", "duration", "\"10s\"", true, true,
+        "a new connection must finish TLS and send its startup packet within this (slowloris)"},
+       duration_key(&S::client_handshake_timeout),
+       {}},
+      {{"proxy", "max_db_client_connections", "integer", "0", true, true,
+        "client connections per database; 0 = unlimited"},
+       uint_key(&S::max_db_client_connections, 0, 10'000'000),
+       {}},
+      {{"proxy", "max_user_client_connections", "integer", "0", true, true,
+        "client connections per user; 0 = unlimited"},
+       uint_key(&S::max_user_client_connections, 0, 10'000'000),
+       {}},
+      {{"proxy", "max_client_conn_per_address", "integer", "0", true, true,
+        "client connections at once from one address; 0 = max_client_conn (a sidecar or a load balancer "
+        "without the PROXY protocol shows every client with one address)"},
+       uint_key(&S::max_client_conn_per_address, 0, 10'000'000),
+       {}},
+      {{"proxy", "client_connect_rate", "integer", "5000", true, true,
+        "new connections per second from one address (token bucket, bursts as large); 0 = off"},
+       uint_key(&S::client_connect_rate, 0, 10'000'000),
+       {}},
+      {{"proxy", "revoke_on_reload", "bool", "true", true, true,
+        "on reload, close (28000) clients that the new [[access]] rules or hba file no longer allow"},
+       bool_key(&S::revoke_on_reload),
        {}},
   };
 }
@@ -639,6 +680,32 @@ std::vector<KeyDef<ServerTlsSettings>> server_tls_keys() {
   };
 }
 
+Apply<AuthSettings> cert_map_key() {
+  return [](AuthSettings& s, const toml::node& n) -> std::string {
+    const toml::table* t = n.as_table();
+    const char* expected = "a table of certificate CN = \"user\" or [\"user\", ...]";
+    if (t == nullptr) return type_error(expected, n);
+    std::map<std::string, std::vector<std::string>, std::less<>> out;
+    for (auto&& [k, v] : *t) {
+      std::vector<std::string> users;
+      if (auto one = v.value<std::string>(); v.is_string() && one) {
+        users.push_back(*one);
+      } else if (const toml::array* a = v.as_array()) {
+        for (const auto& e : *a) {
+          auto u = e.value<std::string>();
+          if (!e.is_string() || !u) return type_error(expected, v);
+          users.push_back(*u);
+        }
+      } else {
+        return type_error(expected, v);
+      }
+      out[std::string(k.str())] = std::move(users);
+    }
+    s.cert_map = std::move(out);
+    return {};
+  };
+}
+
 std::vector<KeyDef<AuthSettings>> auth_keys() {
   using S = AuthSettings;
   return {
@@ -650,12 +717,41 @@ std::vector<KeyDef<AuthSettings>> auth_keys() {
         "PgBouncer-format auth file: \"user\" \"plain | md5... | SCRAM-SHA-256$...\""},
        path_key(&S::file),
        {}},
-      {{"auth", "query", "string", "\"\"", true, false, "auth_query run to look up secrets"},
+      {{"auth", "hba_file", "path", "\"\"", true, true,
+        "pg_hba.conf-format access rules (host, hostssl, hostnossl lines) instead of [[access]]"},
+       path_key(&S::hba_file),
+       {}},
+      {{"auth", "query", "string", "\"\"", true, true,
+        "auth_query: looks up a user's secret on the server for users the auth file does not list; $1 is "
+        "the user name, the result is (name, secret), e.g. SELECT usename, passwd FROM pg_shadow WHERE "
+        "usename = $1"},
        string_key(&S::query),
-       is_empty_string},
-      {{"auth", "query_user", "string", "\"\"", true, false, "server user that runs auth.query"},
+       {}},
+      {{"auth", "query_user", "string", "\"\"", true, true,
+        "server user that runs auth.query (its secret: auth file or the database's password)"},
        string_key(&S::query_user),
-       is_empty_string},
+       {}},
+      {{"auth", "query_cache_ttl", "duration", "\"15s\"", true, true,
+        "how long a secret found by auth.query is reused; \"0s\" = ask every time. Misses are never cached"},
+       duration_key(&S::query_cache_ttl),
+       {}},
+      {{"auth", "cert_map", "table", "{}", true, true,
+        "cert method: certificate CN -> user name or array of user names it may log in as; a CN not listed "
+        "must equal the user name"},
+       cert_map_key(),
+       {}},
+      {{"auth", "backoff_after_failures", "integer", "5", true, true,
+        "failed logins in a row from one client address before its new logins are refused (53300) for a "
+        "back-off; 0 = off"},
+       uint_key(&S::backoff_after_failures, 0, 1'000'000),
+       {}},
+      {{"auth", "backoff_initial", "duration", "\"1s\"", true, true,
+        "first back-off; it doubles with every further failure"},
+       duration_key(&S::backoff_initial),
+       {}},
+      {{"auth", "backoff_max", "duration", "\"60s\"", true, true, "longest back-off"},
+       duration_key(&S::backoff_max),
+       {}},
   };
 }
 
@@ -778,22 +874,60 @@ std::vector<KeyDef<AuditSettings>> audit_keys() {
   };
 }
 
-// Sections and keys the SPEC lists that this build does not implement yet: only "off" values are accepted.
-struct UnsupportedKey {
-  std::string_view name;
-  std::string_view type;
-  std::string_view default_value;
-  std::string_view description;
-  bool (*is_off)(const toml::node&);
-};
-constexpr UnsupportedKey access_keys[] = {
-    {"action", "string", "\"allow\"", "allow | deny", nullptr},
-    {"database", "array of strings", "[\"all\"]", "databases the rule matches", nullptr},
-    {"user", "array of strings", "[\"all\"]", "users the rule matches", nullptr},
-    {"address", "array of strings", "[]", "CIDRs the rule matches", nullptr},
-    {"tls", "bool", "false", "the connection must be TLS", nullptr},
-    {"method", "string", "auth.type", "auth method for matching connections", nullptr},
-};
+constexpr std::array<EnumName<AccessAction>, 2> access_actions{
+    {{"allow", AccessAction::allow}, {"deny", AccessAction::deny}}};
+
+// [[access]] rules (SPEC): first match wins, no match is refused.
+std::vector<KeyDef<AccessRule>> access_keys() {
+  using R = AccessRule;
+  return {
+      {{"access", "action", "string", "\"allow\"", true, true, "allow | deny"},
+       enum_key(&R::action, access_actions),
+       {}},
+      {{"access", "database", "array of strings", "[\"all\"]", true, true,
+        "databases the rule matches; \"all\" = any"},
+       strings_key(&R::databases),
+       {}},
+      {{"access", "user", "array of strings", "[\"all\"]", true, true,
+        "users the rule matches; \"all\" = any"},
+       strings_key(&R::users),
+       {}},
+      {{"access", "address", "array of strings", "[] (any)", true, true,
+        "client CIDRs the rule matches (IPv4-mapped IPv6 addresses match IPv4 rules)"},
+       [](R& r, const toml::node& n) -> std::string {
+         const toml::array* a = n.as_array();
+         if (a == nullptr) return type_error("an array of CIDR strings", n);
+         std::vector<Cidr> out;
+         for (const auto& e : *a) {
+           auto v = e.value<std::string>();
+           if (!e.is_string() || !v) return type_error("an array of CIDR strings", n);
+           auto c = Cidr::parse(*v);
+           if (!c)
+             return "invalid address \"" + *v + "\": expected a CIDR such as \"10.0.1.0/24\" or \"::1/128\"";
+           out.push_back(*c);
+         }
+         r.addresses = std::move(out);
+         return {};
+       },
+       {}},
+      {{"access", "tls", "bool", "false", true, true, "true: the connection must be TLS"},
+       [](R& r, const toml::node& n) -> std::string {
+         if (!n.is_boolean()) return type_error("true or false", n);
+         r.tls = *n.value<bool>() ? AccessRule::Tls::required : AccessRule::Tls::any;
+         return {};
+       },
+       {}},
+      {{"access", "method", "string", "auth.type", true, true,
+        "auth method for matching connections: scram-sha-256 | md5 | password | cert | trust"},
+       [](R& r, const toml::node& n) -> std::string {
+         AuthSettings a;
+         auto err = enum_key(&AuthSettings::type, auth_methods)(a, n);
+         if (err.empty()) r.method = a.type;
+         return err;
+       },
+       {}},
+  };
+}
 
 class Parser {
  public:
@@ -816,7 +950,7 @@ class Parser {
     table_section(root, "log", cfg_.log, log_keys());
     table_section(root, "audit", cfg_.audit, audit_keys());
     databases(root);
-    unsupported_section(root, "access", access_keys, true);
+    access_rules(root);
     resolve_paths();
     validate();
     // Keys come in name order (toml++ tables) and sections in a fixed order: report them in file order.
@@ -954,44 +1088,33 @@ class Parser {
     }
   }
 
-  template <std::size_t N>
-  void unsupported_section(const toml::table& root, std::string_view name, const UnsupportedKey (&keys)[N],
-                           bool array_of_tables) {
-    const toml::node* n = root.get(name);
+  void access_rules(const toml::table& root) {
+    const toml::node* n = root.get("access");
     if (n == nullptr) return;
-    auto check = [&](const toml::table& t) {
-      for (auto&& [k, v] : t) {
-        std::string_view key_name = k.str();  // clang 14 cannot capture structured bindings
-        auto it = std::find_if(std::begin(keys), std::end(keys),
-                               [&](const UnsupportedKey& u) { return u.name == key_name; });
-        if (it == std::end(keys)) {
-          std::set<std::string_view, std::less<>> names;
-          for (const auto& u : keys)
-            names.insert(u.name);
-          error(k.source(), "unknown key '" + std::string(k.str()) + "' in [" + std::string(name) + "]" +
-                                suggest(k.str(), names));
-        } else if (!(it->is_off && it->is_off(v))) {
-          error(k.source(),
-                std::string(name) + "." + std::string(k.str()) + " is not supported yet by this build");
-        }
-      }
-    };
-    if (array_of_tables) {
-      const toml::array* arr = n->as_array();
-      if (arr == nullptr || !arr->is_array_of_tables()) {
-        error(n->source(),
-              std::string(name) + " entries must be written as [[" + std::string(name) + "]] tables");
-        return;
-      }
-      for (const auto& e : *arr) {
-        error(e.source(), "[[" + std::string(name) + "]] rules are not supported yet by this build");
-        check(*e.as_table());
-      }
-    } else if (const toml::table* t = n->as_table()) {
-      check(*t);
-    } else {
-      error(n->source(), "[" + std::string(name) + "] must be a table");
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+      error(n->source(), "access entries must be written as [[access]] tables");
+      return;
     }
+    cfg_.positions["access"] = position(n->source(), file_);
+    auto keys = access_keys();
+    auto rules = std::make_shared<std::vector<AccessRule>>();
+    std::size_t index = 0;
+    for (const auto& e : *arr) {
+      const toml::table& t = *e.as_table();
+      AccessRule rule;
+      rule.where = position(t.source(), file_);
+      std::string prefix = "access[" + std::to_string(index++) + "]";
+      cfg_.positions[prefix] = rule.where;
+      apply_keys(t, prefix, "access", rule, keys);
+      if (rule.method == AuthMethod::trust && rule.action == AccessAction::allow && rule.addresses.empty()) {
+        error(t.source(),
+              "an [[access]] rule with method = \"trust\" must name its addresses: trust for "
+              "every address is never what a HIPAA deployment wants");
+      }
+      rules->push_back(std::move(rule));
+    }
+    cfg_.access = std::move(rules);
   }
 
   void resolve_paths() {
@@ -1006,6 +1129,7 @@ class Parser {
     resolve(cfg_.server_tls.cert);
     resolve(cfg_.server_tls.key);
     resolve(cfg_.auth.file);
+    resolve(cfg_.auth.hba_file);
     resolve(cfg_.audit.path);
     resolve(cfg_.audit.hmac_key_file);
   }
@@ -1037,12 +1161,29 @@ class Parser {
                           "\": use \"TLSv1.2\" or \"TLSv1.3\" (older versions are refused)");
       }
     }
-    if (cfg_.auth.type != AuthMethod::scram_sha_256) {
-      error_at("auth.type", "auth.type = \"" + std::string(to_string(cfg_.auth.type)) +
-                                "\" is not supported yet by this build (supported: scram-sha-256)");
+    if (cfg_.access && !cfg_.auth.hba_file.empty()) {
+      error_at("auth.hba_file", "set either [[access]] rules or auth.hba_file, not both");
     }
-    if (cfg_.auth.file.empty()) {
-      error_at("auth", "auth.file is required: the PgBouncer-format file holding each user's secret");
+    const auto& au = cfg_.auth;
+    bool needs_secrets = au.type != AuthMethod::cert && au.type != AuthMethod::trust;
+    if (needs_secrets && au.file.empty() && au.query.empty()) {
+      error_at("auth", "auth.type = \"" + std::string(to_string(au.type)) +
+                           "\" needs auth.file (the PgBouncer-format file holding each user's secret) or "
+                           "auth.query");
+    }
+    if (!au.query.empty() && au.query_user.empty()) {
+      error_at("auth.query", "auth.query needs auth.query_user, the server user that runs it");
+    }
+    if (au.query.empty() && !au.query_user.empty()) {
+      error_at("auth.query_user", "auth.query_user is set but auth.query is empty");
+    }
+    if (au.type == AuthMethod::cert && ct.ca.empty()) {
+      error_at("auth.type",
+               "auth.type = \"cert\" needs client_tls.ca, the CA that signs client certificates");
+    }
+    if (au.backoff_after_failures > 0 &&
+        (au.backoff_initial.count() <= 0 || au.backoff_max < au.backoff_initial)) {
+      error_at("auth.backoff_initial", "auth.backoff_initial must be above 0 and at most auth.backoff_max");
     }
     if (cfg_.databases.empty()) {
       error_at("database", "no [[database]] is configured: clients would have nothing to connect to");
@@ -1161,9 +1302,7 @@ std::vector<KeyInfo> key_reference() {
   add(database_keys());
   add(log_keys());
   add(audit_keys());
-  for (const auto& k : access_keys) {
-    out.push_back({"access", k.name, k.type, k.default_value, true, false, k.description});
-  }
+  add(access_keys());
   return out;
 }
 

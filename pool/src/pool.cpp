@@ -54,6 +54,13 @@ Pool::Pool(PoolManager& manager, std::string database, std::string user, PoolLim
 
 void Pool::set_connect_request(ConnectRequest request) {
   std::lock_guard lock(mutex_);
+  // A client that logged in without handing us a secret (cert, trust) keeps what an earlier one taught us.
+  auto& c = request.credentials;
+  if (!c.password && !c.md5_secret && !c.scram_keys) {
+    c.password = request_.credentials.password;
+    c.md5_secret = request_.credentials.md5_secret;
+    c.scram_keys = request_.credentials.scram_keys;
+  }
   request_ = std::move(request);
 }
 

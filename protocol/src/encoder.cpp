@@ -119,6 +119,24 @@ void parse(Encoder& e, std::string_view statement, std::string_view sql, Bytes p
       .end();
 }
 
+void bind_text(Encoder& e, std::string_view portal, std::string_view statement,
+               std::span<const std::optional<std::string_view>> parameters) {
+  e.begin(frontend::bind).cstring(portal).cstring(statement).i16(0);
+  e.i16(static_cast<std::int16_t>(parameters.size()));
+  for (const auto& p : parameters) {
+    if (!p) {
+      e.i32(-1);
+      continue;
+    }
+    e.i32(static_cast<std::int32_t>(p->size())).raw(*p);
+  }
+  e.i16(0).end();
+}
+
+void execute(Encoder& e, std::string_view portal, std::int32_t max_rows) {
+  e.begin(frontend::execute).cstring(portal).i32(max_rows).end();
+}
+
 void describe(Encoder& e, char target, std::string_view name) {
   e.begin(frontend::describe).u8(static_cast<std::uint8_t>(target)).cstring(name).end();
 }

@@ -281,6 +281,26 @@ Error decode(Bytes body, CommandComplete& out) {
   return r.finish();
 }
 
+Error decode(Bytes body, DataRow& out) {
+  Reader r(body);
+  std::int16_t n = r.i16();
+  if (r.error() != Error::none) return r.error();
+  if (n < 0) return Error::invalid_value;
+  out.columns.clear();
+  out.columns.reserve(static_cast<std::size_t>(n));
+  for (std::int16_t i = 0; i < n; ++i) {
+    std::int32_t len = r.i32();
+    if (r.error() != Error::none) return r.error();
+    if (len == -1) {
+      out.columns.emplace_back(std::nullopt);
+      continue;
+    }
+    if (len < 0) return Error::invalid_value;
+    out.columns.emplace_back(r.bytes(static_cast<std::size_t>(len)));
+  }
+  return r.finish();
+}
+
 Error decode(Bytes body, NegotiateProtocolVersion& out) {
   Reader r(body);
   out.newest_minor = r.i32();

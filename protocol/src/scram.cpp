@@ -28,10 +28,15 @@ Key xor_keys(const Key& a, const Key& b) {
   return out;
 }
 
-bool salted_password(std::string_view password, std::string_view salt, int iterations, Key& out) {
-  return PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
-                           reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
-                           iterations, EVP_sha256(), static_cast<int>(out.size()), out.data()) == 1;
+// Every SCRAM derivation from a password goes through here, so every one is SASLprep'd like PostgreSQL's.
+bool salted_password(std::string_view raw_password, std::string_view salt, int iterations, Key& out) {
+  std::string password = saslprep(raw_password);
+  bool ok =
+      PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
+                        iterations, EVP_sha256(), static_cast<int>(out.size()), out.data()) == 1;
+  OPENSSL_cleanse(password.data(), password.size());
+  return ok;
 }
 
 // Reads "x=value" where x is the expected attribute; value runs to the next ',' or the end.

@@ -17,34 +17,41 @@ AuthStore::LoadResult AuthStore::parse(std::string_view text, const std::filesys
   r.diagnostics = std::move(parsed.diagnostics);
   auto store = std::make_shared<AuthStore>();
   for (auto& e : parsed.entries) {
-    if (e.secret.starts_with("SCRAM-SHA-256$")) {
-      auto s = protocol::scram::parse_secret(e.secret);
-      if (!s) {
-        r.diagnostics.push_back(
-            {e.where, "malformed SCRAM secret for user \"" + e.user +
-                          "\": expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> "
-                          "as in pg_authid"});
-        continue;
-      }
-      store->users_.emplace(e.user, std::move(*s));
-    } else if (protocol::md5::is_secret(e.secret)) {
-      store->users_.emplace(e.user, protocol::Md5Secret{e.secret});
-    } else {
-      // A plain password: derive the SCRAM secret once, with a fresh salt, as PostgreSQL would store it.
-      protocol::PlainSecret p;
-      p.password = e.secret;
-      std::string salt(protocol::scram::salt_length, '\0');
-      RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size()));
-      if (protocol::scram::derive_secret(p.password, salt, protocol::scram::default_iterations, p.scram) !=
-          protocol::Error::none) {
-        r.diagnostics.push_back({e.where, "cannot derive a SCRAM secret for user \"" + e.user + "\""});
-        continue;
-      }
-      store->users_.emplace(e.user, std::move(p));
+    std::string problem;
+    auto secret = classify(e.user, e.secret, problem);
+    if (!secret) {
+      r.diagnostics.push_back({e.where, std::move(problem)});
+      continue;
     }
+    store->users_.emplace(e.user, std::move(*secret));
   }
   if (r.diagnostics.empty()) r.store = std::move(store);
   return r;
+}
+
+std::optional<protocol::UserSecret> AuthStore::classify(std::string_view user, std::string_view secret,
+                                                        std::string& problem) {
+  if (secret.starts_with("SCRAM-SHA-256$")) {
+    auto s = protocol::scram::parse_secret(secret);
+    if (!s) {
+      problem = "malformed SCRAM secret for user \"" + std::string(user) +
+                "\": expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> as in pg_authid";
+      return std::nullopt;
+    }
+    return protocol::UserSecret(std::move(*s));
+  }
+  if (protocol::md5::is_secret(secret)) return protocol::UserSecret(protocol::Md5Secret{std::string(secret)});
+  // A plain password: derive the SCRAM secret once, with a fresh salt, as PostgreSQL would store it.
+  protocol::PlainSecret p;
+  p.password = std::string(secret);
+  std::string salt(protocol::scram::salt_length, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size()));
+  if (protocol::scram::derive_secret(p.password, salt, protocol::scram::default_iterations, p.scram) !=
+      protocol::Error::none) {
+    problem = "cannot derive a SCRAM secret for user \"" + std::string(user) + "\"";
+    return std::nullopt;
+  }
+  return protocol::UserSecret(std::move(p));
 }
 
 AuthStore::LoadResult AuthStore::load(const std::filesystem::path& file) {

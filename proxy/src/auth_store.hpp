@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -21,6 +22,10 @@ class AuthStore {
   };
   static LoadResult load(const std::filesystem::path& file);
   static LoadResult parse(std::string_view text, const std::filesystem::path& file_name);
+
+  // One secret as the auth file or auth_query gives it: "SCRAM-SHA-256$...", "md5..." or a plain password.
+  static std::optional<protocol::UserSecret> classify(std::string_view user, std::string_view secret,
+                                                      std::string& problem);
 
   const protocol::UserSecret* find(std::string_view user) const noexcept;
   std::size_t size() const noexcept { return users_.size(); }

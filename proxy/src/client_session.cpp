@@ -11,6 +11,7 @@
 #include "pgw/protocol/client_auth.hpp"
 #include "pgw/protocol/framer.hpp"
 #include "pgw/protocol/messages.hpp"
+#include "pgw/protocol/proxy_header.hpp"
 #include "server.hpp"
 #include "settings.hpp"
 
@@ -59,9 +60,17 @@ bool fatal(Bytes error_body) {
   return sev == "FATAL" || sev == "PANIC";
 }
 
+// The cert method and client_tls.mode = "verify-full": the CN names the user itself, or auth.cert_map lets
+// that CN log in as this user.
+bool certificate_names_user(const config::AuthSettings& auth, std::string_view cn, std::string_view user) {
+  auto it = auth.cert_map.find(cn);
+  if (it == auth.cert_map.end()) return cn == user;
+  return std::find(it->second.begin(), it->second.end(), user) != it->second.end();
+}
+
 }  // namespace
 
-ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket socket)
+ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket socket, bool via_proxy)
     : server_(server),
       worker_(worker),
       rt_(server.runtime()),
@@ -71,10 +80,16 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       server_scan_(rt_->config->proxy.max_packet_size),
       wake_(worker.io(), asio::steady_timer::time_point::max()),
       attached_(worker.io(), asio::steady_timer::time_point::max()),
-      login_deadline_(worker.io().get_executor()) {
+      login_deadline_(worker.io().get_executor()),
+      handshake_deadline_(worker.io().get_executor()) {
+  via_proxy_ = via_proxy;
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
   log_.set_session(server.next_session_id(), ec ? std::string("?") : endpoint_text(remote));
+  if (!ec) {
+    peer_address_ = remote.address().to_string();
+    if (auto ip = config::parse_ip(peer_address_)) peer_ip_ = *ip;
+  }
   if (audit::AuditLog* log = server.audit()) {
     audit_ = std::make_unique<SessionAudit>(*log, worker.classifier(), server.audit_settings(),
                                             worker.io().get_executor());
@@ -90,6 +105,8 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
 ClientSession::~ClientSession() {
   if (client_key_) server_.cancels().remove(client_key_->process_id);
   if (admitted_) server_.client_left();
+  if (counted_address_) server_.address_limits().release(*counted_address_);
+  if (names_counted_) server_.name_limits().release(database_, user_);
 }
 
 asio::awaitable<void> ClientSession::run(std::shared_ptr<ClientSession> self) {
@@ -108,7 +125,16 @@ asio::awaitable<void> ClientSession::run_session() {
       if (s->ticket_ && s->pool_) s->pool_->cancel(*s->ticket_);
     }
   });
-  bool ok = co_await negotiate();
+  // Slowloris: the startup packet must be in within client_handshake_timeout.
+  handshake_deadline_.arm(rt_->config->proxy.client_handshake_timeout, [weak = weak_from_this()] {
+    if (auto s = weak.lock()) {
+      s->log_.info("client_handshake_timeout passed before the startup packet; closing");
+      s->client_.close();
+    }
+  });
+  bool ok = !via_proxy_ || co_await read_proxy_header();
+  if (ok) ok = co_await negotiate();
+  handshake_deadline_.cancel();
   if (ok) ok = co_await authenticate();
   if (ok) ok = co_await join_pool();
   if (ok) ok = co_await login_to_server();
@@ -154,7 +180,7 @@ asio::awaitable<bool> ClientSession::write_client(std::span<const std::uint8_t> 
 asio::awaitable<bool> ClientSession::refuse(std::string_view sqlstate, std::string message,
                                             std::string detail, std::string hint) {
   log_.info("refused ({}): {}{}{}", sqlstate, message, detail.empty() ? "" : ": ", detail);
-  if (audit_ && !connected_) audit_->login_refused(sqlstate, message);
+  if (audit_ && !connected_) audit_->login_refused(sqlstate, message, auth_failure_);
   out_.clear();
   Encoder e(out_);
   encode::error_response(e, Notice{"FATAL", sqlstate, message, detail, hint});
@@ -184,11 +210,88 @@ asio::awaitable<protocol::FrameResult> ClientSession::read_login_message() {
   }
 }
 
+asio::awaitable<bool> ClientSession::read_proxy_header() {
+  namespace ph = protocol::proxy_header;
+  ph::Result r;
+  for (;;) {
+    r = ph::parse(client_in_.readable());
+    if (r.status != ph::Status::need_more) break;
+    client_in_.reserve(client_in_.size() + 256);
+    auto [ec, n] = co_await client_.read_some(client_in_.writable());
+    if (ec) {
+      log_.debug("load balancer connection closed before its PROXY header: {}", ec.message());
+      co_return false;
+    }
+    client_in_.commit(n);
+  }
+  if (r.status == ph::Status::invalid) {
+    // A missing or malformed header from a trusted balancer closes the connection, unanswered (SPEC).
+    log_.info("closing: no valid PROXY protocol header from {} ({})", peer_address_, r.reason);
+    co_return false;
+  }
+  client_in_.consume(r.header.size);
+  if (r.header.source) {
+    // PROXY with an address: from here on the client is the address the balancer saw.
+    const auto& src = *r.header.source;
+    peer_ip_.family = src.family == ph::Address::Family::inet ? config::IpAddress::Family::inet
+                                                              : config::IpAddress::Family::inet6;
+    peer_ip_.bytes = src.bytes;
+    std::string balancer = peer_address_;
+    peer_address_ = canonical(peer_ip_).to_string();
+    std::string shown =
+        peer_address_.find(':') != std::string::npos ? "[" + peer_address_ + "]" : peer_address_;
+    log_.set_session(log_.id(), shown + ":" + std::to_string(src.port));
+    log_.debug("PROXY v{} header from load balancer {}", static_cast<int>(r.header.version), balancer);
+    if (audit_) {
+      audit_->identity().client_addr = peer_address_;
+      audit_->identity().client_port = src.port;
+    }
+  }
+  // LOCAL (health checks) and UNKNOWN keep the balancer's own address.
+  Server::AddressVerdict verdict = server_.admit_address(peer_ip_, *rt_);
+  if (!verdict.admitted) {
+    log_.info("refused ({}): {}", verdict.sqlstate, verdict.reason);
+    early_refusal_ = std::move(verdict);
+  }
+  co_return true;  // negotiate() answers the first packet with a refusal
+}
+
+const config::AccessRule* ClientSession::access_rule(const Runtime& rt) const {
+  if (!rt.access) return nullptr;
+  return config::match(*rt.access, peer_ip_, client_.is_tls(), database_, user_);
+}
+
+void ClientSession::revoke_if_refused(const Runtime& rt) {
+  if (!rt.access || !admitted_) return;
+  const config::AccessRule* rule = access_rule(rt);
+  if (rule != nullptr && rule->action == config::AccessAction::allow) return;
+  log_.info("access revoked by reload: no access rule allows this connection any more");
+  if (!in_relay_) {
+    if (!client_writing_) {
+      send_fatal_best_effort("28000",
+                             "access revoked: pgwarden's reloaded access rules refuse this connection");
+    }
+    client_.close();
+    if (ticket_ && pool_) pool_->cancel(*ticket_);
+    return;
+  }
+  wake_reason_ = SessionEnd::access_revoked;
+  wake_.cancel();
+}
+
 asio::awaitable<bool> ClientSession::negotiate() {
   const auto& cfg = *rt_->config;
-  auto [pec, first] = co_await client_.peek_byte();
-  if (pec) {
-    log_.debug("connection closed before any data: {}", pec.message());
+  std::uint8_t first = 0;
+  if (client_in_.empty()) {
+    auto [pec, peeked] = co_await client_.peek_byte();
+    if (pec) {
+      log_.debug("connection closed before any data: {}", pec.message());
+      co_return false;
+    }
+    first = peeked;
+  } else if (client_in_.readable()[0] == tls_handshake_record) {
+    // The ClientHello already sits in our buffer, where the TLS engine would not see it.
+    log_.info("direct TLS behind the PROXY protocol is not supported; closing");
     co_return false;
   }
   bool tls_negotiated = false;
@@ -230,6 +333,13 @@ asio::awaitable<bool> ClientSession::negotiate() {
     }
     if (de != Error::none) {
       co_return co_await refuse("08P01", "invalid startup packet layout: " + std::string(describe(de)));
+    }
+    if (early_refusal_) {
+      // Refused on its address (behind a load balancer): the first packet gets the answer, no TLS.
+      if (packet.kind == InitialPacketKind::cancel_request) co_return false;
+      auto v = std::move(*early_refusal_);
+      early_refusal_.reset();
+      co_return co_await refuse(v.sqlstate, v.message);
     }
     switch (packet.kind) {
       case InitialPacketKind::cancel_request:
@@ -294,6 +404,36 @@ asio::awaitable<bool> ClientSession::negotiate() {
   }
   admitted_ = true;
   if (server_.draining()) co_return co_await refuse("57P03", "pgwarden is shutting down");
+  unsigned per_address = cfg.proxy.max_client_conn_per_address;
+  if (per_address > 0) {  // 0: max_client_conn, which is already enforced
+    if (!server_.address_limits().add_connection(peer_ip_, per_address)) {
+      co_return co_await refuse("53300",
+                                "too many connections from this address: max_client_conn_per_address (" +
+                                    std::to_string(per_address) + ") is reached");
+    }
+    counted_address_ = peer_ip_;
+  }
+  if (rt_->access) {
+    const config::AccessRule* rule = access_rule(*rt_);
+    std::string who = "host \"" + peer_address_ + "\", user \"" + user_ + "\", database \"" + database_ +
+                      "\", " + (client_.is_tls() ? "TLS" : "no TLS");
+    if (rule == nullptr) co_return co_await refuse("28000", "no access rule allows " + who);
+    if (rule->action == config::AccessAction::deny) {
+      log_.info("denied by the access rule at {}:{}", rule->where.file, rule->where.line);
+      co_return co_await refuse("28000", "access denied for " + who);
+    }
+    rule_method_ = rule->method;
+  }
+  const auto& px = cfg.proxy;
+  if (!server_.name_limits().admit(database_, user_, px.max_db_client_connections,
+                                   px.max_user_client_connections)) {
+    co_return co_await refuse("53300", "too many client connections for database \"" + database_ +
+                                           "\" or user \"" + user_ + "\": max_db_client_connections (" +
+                                           std::to_string(px.max_db_client_connections) +
+                                           ") or max_user_client_connections (" +
+                                           std::to_string(px.max_user_client_connections) + ") is reached");
+  }
+  names_counted_ = true;
   using config::TlsMode;
   bool tls_required = cfg.client_tls.mode == TlsMode::require || cfg.client_tls.mode == TlsMode::verify_ca ||
                       cfg.client_tls.mode == TlsMode::verify_full;
@@ -305,10 +445,13 @@ asio::awaitable<bool> ClientSession::negotiate() {
   }
   if (cfg.client_tls.mode == TlsMode::verify_full) {
     auto cn = client_.info().peer_common_name;
-    if (!cn || *cn != user_) {
-      co_return co_await refuse(
+    if (!cn || !certificate_names_user(cfg.auth, *cn, user_)) {
+      co_return co_await login_failed(
           "28000", "certificate authentication failed for user \"" + user_ + "\"",
-          "client_tls.mode = \"verify-full\" needs a client certificate whose CN is the user name");
+          cn ? "certificate CN \"" + *cn + "\" does not map to the user" : "no client certificate",
+          "client_tls.mode = \"verify-full\" needs a client certificate whose CN is the user name (or maps "
+          "to "
+          "it through auth.cert_map)");
     }
   }
   if (!settings_ok) co_return co_await refuse("22023", settings_error);
@@ -340,18 +483,101 @@ asio::awaitable<void> ClientSession::handle_cancel(protocol::CancelRequest key) 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Authentication of the client against the auth file.
+// Authentication: the method (auth.type), the user's secret (auth file, then auth.query), the exchange.
+
+asio::awaitable<bool> ClientSession::login_failed(std::string_view sqlstate, std::string message,
+                                                  std::string log_reason, std::string detail) {
+  const auto& a = rt_->config->auth;
+  server_.login_backoff().failed(peer_address_, {a.backoff_after_failures, a.backoff_initial, a.backoff_max},
+                                 LoginBackoff::Clock::now());
+  log_.info("authentication failed for user \"{}\": {}", user_, log_reason);
+  auth_failure_ = true;
+  co_return co_await refuse(sqlstate, std::move(message), std::move(detail));
+}
 
 asio::awaitable<bool> ClientSession::authenticate() {
-  std::optional<UserSecret> secret;
-  if (const UserSecret* s = rt_->auth->find(user_)) secret = *s;
+  const auto& cfg = *rt_->config;
+  auto wait = server_.login_backoff().remaining(peer_address_, LoginBackoff::Clock::now());
+  if (wait.count() > 0) {
+    auto seconds = std::to_string((wait.count() + 999) / 1000);
+    co_return co_await refuse(
+        "53300", "too many failed logins from this address; try again in " + seconds + " s",
+        "auth.backoff_after_failures (" + std::to_string(cfg.auth.backoff_after_failures) +
+            ") failed logins in a row from " + peer_address_);
+  }
+  // Unknown databases are reported after authentication, as PostgreSQL does, so they reveal nothing earlier.
+  db_ = cfg.find_database(database_);
+  config::AuthMethod method = rule_method_.value_or(cfg.auth.type);
+  bool ok = false;
+  switch (method) {
+    case config::AuthMethod::trust:
+      ok = true;
+      break;
+    case config::AuthMethod::cert: {
+      auto cn = client_.is_tls() ? client_.info().peer_common_name : std::nullopt;
+      if (!cn) {
+        co_return co_await login_failed("28000",
+                                        "certificate authentication failed for user \"" + user_ + "\"",
+                                        "no verified client certificate",
+                                        "the cert method needs TLS with a client certificate signed by "
+                                        "client_tls.ca");
+      }
+      if (!certificate_names_user(cfg.auth, *cn, user_)) {
+        co_return co_await login_failed("28000",
+                                        "certificate authentication failed for user \"" + user_ + "\"",
+                                        "certificate CN \"" + *cn + "\" does not map to the user");
+      }
+      ok = true;
+      break;
+    }
+    case config::AuthMethod::password:
+      if (!client_.is_tls()) {
+        co_return co_await login_failed(
+            "28000", "password authentication over an unencrypted connection is not allowed",
+            "cleartext password without TLS",
+            "auth.type = \"password\" sends the password in clear: connect with "
+            "sslmode=require or stronger");
+      }
+      [[fallthrough]];
+    case config::AuthMethod::scram_sha_256:
+    case config::AuthMethod::md5: {
+      std::optional<UserSecret> secret;
+      if (const UserSecret* s = rt_->auth->find(user_)) {
+        secret = *s;
+      } else if (!cfg.auth.query.empty() && db_ != nullptr) {
+        auto found = co_await server_.auth_query().lookup(server_, worker_, *rt_, *db_, user_);
+        if (found.status == AuthQuery::Result::Status::failed) {
+          log_.warn("auth.query for user \"{}\" failed: {}", user_, found.error);
+          co_return co_await refuse("08006", "cannot look up the user's secret: auth.query failed",
+                                    "database \"" + db_->name + "\", auth.query_user \"" +
+                                        cfg.auth.query_user + "\"; pgwarden's log has the reason");
+        }
+        secret = std::move(found.secret);
+      }
+      ok = co_await run_auth_exchange(method, std::move(secret));
+      if (!ok) co_return false;
+      break;
+    }
+  }
+  if (!ok) co_return false;
+  server_.login_backoff().succeeded(peer_address_);
+  if (db_ == nullptr)
+    co_return co_await refuse("3D000", "database \"" + database_ + "\" does not exist",
+                              "pgwarden has no [[database]] named \"" + database_ + "\"");
+  co_return true;
+}
+
+asio::awaitable<bool> ClientSession::run_auth_exchange(config::AuthMethod method,
+                                                       std::optional<UserSecret> secret) {
   scram::ChannelBinding binding;
   if (client_.is_tls()) {
     binding.data = client_.channel_binding_hash(true);
     binding.available = !binding.data.empty();
   }
-  ClientAuth auth(ClientAuthMethod::scram_sha_256, user_, std::move(secret), std::move(binding),
-                  server_.mock_seed());
+  ClientAuthMethod exchange = method == config::AuthMethod::md5        ? ClientAuthMethod::md5
+                              : method == config::AuthMethod::password ? ClientAuthMethod::password
+                                                                       : ClientAuthMethod::scram_sha_256;
+  ClientAuth auth(exchange, user_, std::move(secret), std::move(binding), server_.mock_seed());
   Encoder e(out_);
   auth.start(e);
   for (;;) {
@@ -377,19 +603,18 @@ asio::awaitable<bool> ClientSession::authenticate() {
       break;
     case ClientAuth::Failure::bad_credentials:
       // One text for a wrong password and an unknown user (PostgreSQL's wording).
-      log_.info("authentication failed for user \"{}\": {}", user_, auth.failure_detail());
-      co_return co_await refuse("28P01", "password authentication failed for user \"" + user_ + "\"");
+      co_return co_await login_failed("28P01", "password authentication failed for user \"" + user_ + "\"",
+                                      auth.failure_detail());
     case ClientAuth::Failure::channel_binding:
-      co_return co_await refuse("28000", "SCRAM channel binding negotiation error", auth.failure_detail());
+      co_return co_await login_failed("28000", "SCRAM channel binding negotiation error",
+                                      auth.failure_detail(), auth.failure_detail());
     case ClientAuth::Failure::protocol_violation:
-      co_return co_await refuse("08P01", "invalid authentication exchange", auth.failure_detail());
+      co_return co_await login_failed("08P01", "invalid authentication exchange", auth.failure_detail(),
+                                      auth.failure_detail());
   }
   passthrough_ = auth.passthrough_keys();
-  log_.debug("client authenticated as \"{}\" (SCRAM{})", user_, auth.used_channel_binding() ? "-PLUS" : "");
-  db_ = rt_->config->find_database(database_);
-  if (db_ == nullptr)
-    co_return co_await refuse("3D000", "database \"" + database_ + "\" does not exist",
-                              "pgwarden has no [[database]] named \"" + database_ + "\"");
+  client_password_ = auth.cleartext_password();
+  log_.debug("client authenticated as \"{}\" ({})", user_, auth.method_used());
   co_return true;
 }
 
@@ -399,39 +624,18 @@ asio::awaitable<bool> ClientSession::authenticate() {
 asio::awaitable<bool> ClientSession::join_pool() {
   // Authenticated: from here the client waits for a server connection, bounded by query_wait_timeout.
   login_deadline_.cancel();
-  const auto& cfg = *rt_->config;
   mode_ = db_->pool.mode;
   server_user_ = db_->user.empty() ? user_ : db_->user;
   rename_statements_ = mode_ != config::PoolMode::session && db_->pool.max_prepared_statements > 0;
-  pool::ConnectRequest req;
-  req.host = db_->host;
-  req.port = db_->port;
-  req.startup = {{"user", server_user_}, {"database", db_->dbname}};
-  req.credentials.user = server_user_;
-  // The database's password wins; else the server user's own secret from the auth file, or the ClientKey the
-  // client just proved (SCRAM passthrough) when it logs in as itself.
-  if (!db_->password.empty()) {
-    req.credentials.password = db_->password;
-  } else if (const UserSecret* s = rt_->auth->find(server_user_)) {
-    if (const auto* plain = std::get_if<PlainSecret>(s)) req.credentials.password = plain->password;
-    if (const auto* md5 = std::get_if<Md5Secret>(s)) req.credentials.md5_secret = md5->secret;
-  }
+  pool::ConnectRequest req = connect_request(*rt_, *db_, server_user_);
+  // The ClientKey the client just proved (SCRAM passthrough), or the password it just sent in clear, serve
+  // when it logs in as itself and nothing else is configured.
+  bool no_secret = !req.credentials.password && !req.credentials.md5_secret;
   if (server_user_ == user_ && passthrough_) req.credentials.scram_keys = passthrough_;
-  req.tls_context = rt_->server_tls;
-  req.policy = rt_->server_policy;
-  req.timeout = db_->pool.server_connect_timeout;
-  req.max_message = cfg.proxy.max_packet_size;
-  const auto& p = db_->pool;
-  pool::PoolLimits limits;
-  limits.default_size = p.default_size;
-  limits.min_size = p.min_size;
-  limits.reserve_size = p.reserve_size;
-  limits.reserve_timeout = p.reserve_timeout;
-  limits.server_lifetime = p.server_lifetime;
-  limits.server_idle_timeout = p.server_idle_timeout;
-  limits.query_wait_timeout = p.query_wait_timeout;
-  pool_ = server_.pools().get(db_->name, server_user_, limits, p.max_db_connections, p.max_user_connections,
-                              [&] { return req; });
+  if (server_user_ == user_ && no_secret && client_password_) req.credentials.password = client_password_;
+  pool::PoolLimits limits = pool_limits(db_->pool);
+  pool_ = server_.pools().get(db_->name, server_user_, limits, db_->pool.max_db_connections,
+                              db_->pool.max_user_connections, [&] { return req; });
   co_return true;
 }
 
@@ -1417,6 +1621,9 @@ asio::awaitable<void> ClientSession::finish(SessionEnd end) {
       break;
     case SessionEnd::client_idle_timeout:
       tell("57P05", "terminating connection due to idle timeout (client_idle_timeout)");
+      break;
+    case SessionEnd::access_revoked:
+      tell("28000", "access revoked: pgwarden's reloaded access rules refuse this connection");
       break;
     case SessionEnd::idle_transaction_timeout:
       tell("25P03", "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)");

@@ -22,6 +22,7 @@
 #include "pgw/protocol/encoder.hpp"
 #include "pgw/protocol/scanner.hpp"
 #include "runtime.hpp"
+#include "server.hpp"
 #include "session_audit.hpp"
 #include "session_end.hpp"
 
@@ -39,7 +40,8 @@ struct Setting {
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(Server& server, Worker& worker, tls::tcp::socket socket);
+  // via_proxy: the peer is a trusted load balancer that sends a PROXY header first.
+  ClientSession(Server& server, Worker& worker, tls::tcp::socket socket, bool via_proxy);
   ~ClientSession();
 
   // The whole life of the connection; runs on the worker's thread. The coroutine frame owns the session
@@ -50,12 +52,25 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void drain();        // close with 57P01 at the next point where no transaction is open
   void force_close();  // close now with 57P01 (shutdown_timeout passed)
   void check_timeouts(pool::Clock::time_point now);
+  // After a reload: closes the client with 28000 if the new access rules no longer allow it.
+  void revoke_if_refused(const Runtime& rt);
 
  private:
   asio::awaitable<void> run_session();
   // Login phase: each returns false once the connection has been answered and must close.
   asio::awaitable<bool> negotiate();
+  // Behind a trusted load balancer: reads the PROXY header, takes the client's address from it and applies
+  // the address checks that the accept loop could not.
+  asio::awaitable<bool> read_proxy_header();
+  // The [[access]] rule for this client (address, TLS, database, user); nullptr when refused.
+  const config::AccessRule* access_rule(const Runtime& rt) const;
   asio::awaitable<bool> authenticate();
+  // Runs the exchange of a method that has one (SCRAM, md5, password) against `secret`.
+  asio::awaitable<bool> run_auth_exchange(config::AuthMethod method,
+                                          std::optional<protocol::UserSecret> secret);
+  // A failed login: counts towards the address's back-off, audited as auth_failed, answered with sqlstate.
+  asio::awaitable<bool> login_failed(std::string_view sqlstate, std::string message, std::string log_reason,
+                                     std::string detail = {});
   asio::awaitable<bool> join_pool();
   asio::awaitable<bool> login_to_server();
   asio::awaitable<void> handle_cancel(protocol::CancelRequest key);
@@ -122,6 +137,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   const config::DatabaseSettings* db_ = nullptr;
   config::PoolMode mode_ = config::PoolMode::session;
   std::optional<protocol::scram::Client::Keys> passthrough_;
+  // Sent in clear by the client (password method), for the server login.
+  std::optional<std::string> client_password_;
+  std::string peer_address_;   // the client's address without port (back-off, logs)
+  bool auth_failure_ = false;  // the refusal being sent is a failed authentication
+  config::IpAddress peer_ip_;  // the client's address, for access rules and limits
+  bool via_proxy_ = false;
+  std::optional<config::IpAddress> counted_address_;  // counted against its address's limits
+  bool names_counted_ = false;                        // counted against its database's and user's limits
+  std::optional<config::AuthMethod> rule_method_;     // the matching access rule's method
+  std::optional<Server::AddressVerdict>
+      early_refusal_;  // behind a load balancer: answered at the first packet
 
   std::shared_ptr<pool::Pool> pool_;
   std::shared_ptr<pool::ServerConnection> server_conn_;  // attached now
@@ -154,6 +180,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::steady_timer wake_;
   asio::steady_timer attached_;
   pool::Deadline login_deadline_;
+  pool::Deadline handshake_deadline_;  // until the startup packet is in
   bool in_relay_ = false;
   pool::Clock::time_point last_activity_ = pool::Clock::now();
   std::string violation_;

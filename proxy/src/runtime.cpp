@@ -1,7 +1,42 @@
 // Building a runtime snapshot from a validated config.
 #include "runtime.hpp"
 
+#include <fstream>
+#include <sstream>
+
 namespace pgw::proxy {
+
+pool::ConnectRequest connect_request(const Runtime& rt, const config::DatabaseSettings& db,
+                                     const std::string& server_user) {
+  pool::ConnectRequest req;
+  req.host = db.host;
+  req.port = db.port;
+  req.startup = {{"user", server_user}, {"database", db.dbname}};
+  req.credentials.user = server_user;
+  if (!db.password.empty()) {
+    req.credentials.password = db.password;
+  } else if (const protocol::UserSecret* s = rt.auth->find(server_user)) {
+    if (const auto* plain = std::get_if<protocol::PlainSecret>(s)) req.credentials.password = plain->password;
+    if (const auto* md5 = std::get_if<protocol::Md5Secret>(s)) req.credentials.md5_secret = md5->secret;
+  }
+  req.tls_context = rt.server_tls;
+  req.policy = rt.server_policy;
+  req.timeout = db.pool.server_connect_timeout;
+  req.max_message = rt.config->proxy.max_packet_size;
+  return req;
+}
+
+pool::PoolLimits pool_limits(const config::PoolSettings& p) {
+  pool::PoolLimits limits;
+  limits.default_size = p.default_size;
+  limits.min_size = p.min_size;
+  limits.reserve_size = p.reserve_size;
+  limits.reserve_timeout = p.reserve_timeout;
+  limits.server_lifetime = p.server_lifetime;
+  limits.server_idle_timeout = p.server_idle_timeout;
+  limits.query_wait_timeout = p.query_wait_timeout;
+  return limits;
+}
 
 RuntimeResult build_runtime(std::shared_ptr<const config::Config> cfg) {
   RuntimeResult r;
@@ -17,7 +52,7 @@ RuntimeResult build_runtime(std::shared_ptr<const config::Config> cfg) {
   report(server.problems);
   rt->server_tls = server.context;
   rt->server_policy = tls::server_leg_policy(cfg->server_tls);
-  auto auth = AuthStore::load(cfg->auth.file);
+  auto auth = cfg->auth.file.empty() ? AuthStore::parse("", {}) : AuthStore::load(cfg->auth.file);
   if (!auth.diagnostics.empty() && auth.diagnostics.front().message == "cannot read the auth file") {
     r.diagnostics.push_back(
         {cfg->position_of("auth.file"), "cannot read the auth file " + cfg->auth.file.string()});
@@ -25,6 +60,23 @@ RuntimeResult build_runtime(std::shared_ptr<const config::Config> cfg) {
     r.diagnostics.insert(r.diagnostics.end(), auth.diagnostics.begin(), auth.diagnostics.end());
   }
   rt->auth = auth.store;
+  rt->access = cfg->access;
+  if (!cfg->auth.hba_file.empty()) {
+    std::ifstream in(cfg->auth.hba_file, std::ios::binary);
+    if (!in) {
+      r.diagnostics.push_back(
+          {cfg->position_of("auth.hba_file"), "cannot read the hba file " + cfg->auth.hba_file.string()});
+    } else {
+      std::stringstream text;
+      text << in.rdbuf();
+      auto hba = config::parse_hba(text.str(), cfg->auth.hba_file);
+      r.diagnostics.insert(r.diagnostics.end(), hba.diagnostics.begin(), hba.diagnostics.end());
+      rt->access = std::make_shared<const std::vector<config::AccessRule>>(std::move(hba.rules));
+    }
+  }
+  for (const auto& c : cfg->proxy.proxy_protocol_from) {
+    if (auto cidr = config::Cidr::parse(c)) rt->proxy_protocol_from.push_back(*cidr);
+  }
   rt->config = std::move(cfg);
   if (r.diagnostics.empty()) r.runtime = std::move(rt);
   return r;

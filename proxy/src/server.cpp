@@ -10,7 +10,10 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
+#include <algorithm>
+#include <array>
 #include <csignal>
 #include <stdexcept>
 
@@ -158,6 +161,12 @@ int Server::run() {
       acceptors_.push_back(std::move(acceptor));
     }
   }
+  if (!runtime_->access) {
+    spdlog::warn("no [[access]] rules and no auth.hba_file: every client address is allowed");
+  }
+  if (cfg.auth.type == config::AuthMethod::trust) {
+    spdlog::warn("auth.type = \"trust\": every client is let in as the user it names, without a password");
+  }
   for (auto& a : acceptors_) {
     asio::co_spawn(io0, accept_loop(*a),
                    [](const std::exception_ptr& e) { log_exception(e, "accept loop"); });
@@ -183,6 +192,97 @@ int Server::run() {
   return 0;
 }
 
+namespace {
+
+config::IpAddress ip_of(const asio::ip::address& a) {
+  config::IpAddress ip;
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  } else {
+    ip.family = config::IpAddress::Family::inet6;
+    auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  }
+  return ip;
+}
+
+// Refused on its address alone: no session and no TLS. The first packet (SSLRequest or startup) is read and
+// answered with an ErrorResponse, so the SQLSTATE is on the wire (libpq 15.8+ does not show the text of an
+// answer to SSLRequest), then the connection closes. Bounded by client_handshake_timeout.
+asio::awaitable<void> refuse_before_tls(tls::tcp::socket socket, std::string sqlstate, std::string message,
+                                        std::chrono::milliseconds timeout) {
+  auto sock = std::make_shared<tls::tcp::socket>(std::move(socket));
+  pool::Deadline deadline(sock->get_executor());
+  deadline.arm(timeout, [weak = std::weak_ptr(sock)] {
+    if (auto s = weak.lock()) {
+      boost::system::error_code ignored;
+      s->close(ignored);
+    }
+  });
+  std::array<std::uint8_t, 512> scratch{};
+  std::size_t have = 0;
+  std::size_t want = 8;  // length word and request code
+  while (have < want) {
+    auto [ec, n] =
+        co_await sock->async_read_some(asio::buffer(scratch.data() + std::min(have, scratch.size() - 1),
+                                                    std::min(want - have, scratch.size() - 1)),
+                                       use_tuple);
+    if (ec) co_return;
+    have += n;
+    if (have >= 4 && want == 8) {
+      std::uint32_t length = (std::uint32_t{scratch[0]} << 24) | (std::uint32_t{scratch[1]} << 16) |
+                             (std::uint32_t{scratch[2]} << 8) | scratch[3];
+      if (length < 8 || length > protocol::max_startup_packet_length)
+        co_return;  // not PostgreSQL: just close
+      want = length;
+    }
+  }
+  std::vector<std::uint8_t> out;
+  protocol::Encoder e(out);
+  protocol::encode::error_response(e, protocol::Notice{"FATAL", sqlstate, message, {}, {}});
+  co_await asio::async_write(*sock, asio::buffer(out), use_tuple);
+  deadline.cancel();
+  boost::system::error_code ignored;
+  sock->shutdown(tls::tcp::socket::shutdown_both, ignored);
+  sock->close(ignored);
+}
+
+}  // namespace
+
+Server::AddressVerdict Server::admit_address(const config::IpAddress& address, const Runtime& rt) {
+  const auto& p = rt.config->proxy;
+  AddressVerdict v;
+  if (rt.access && config::early_decision(*rt.access, address) == config::EarlyDecision::deny) {
+    v.admitted = false;
+    v.sqlstate = "28000";
+    v.message = "no access rule allows connections from host \"" + canonical(address).to_string() + "\"";
+    v.reason = "address refused by the access rules";
+    return v;
+  }
+  if (!address_limits_.take_token(address, p.client_connect_rate, AddressLimits::Clock::now())) {
+    v.admitted = false;
+    v.sqlstate = "53300";
+    v.message = "too many new connections from this address: client_connect_rate (" +
+                std::to_string(p.client_connect_rate) + " per second) is exceeded";
+    v.reason = "client_connect_rate exceeded";
+  }
+  return v;
+}
+
+void Server::record_refusal(const std::string& address, std::uint16_t port, const AddressVerdict& verdict) {
+  spdlog::info("client={}:{} refused ({}): {}", address, port, verdict.sqlstate, verdict.reason);
+  if (!audit_) return;
+  audit::Record r;
+  r.event = audit::Event::refused;
+  r.session = next_session_id();
+  r.client_addr = address;
+  r.client_port = port;
+  r.sqlstate = verdict.sqlstate;
+  r.reason = verdict.reason;
+  audit_->append(std::move(r));
+}
+
 asio::awaitable<void> Server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
   for (;;) {
     Worker& w = *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
@@ -195,7 +295,26 @@ asio::awaitable<void> Server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
       co_await t.async_wait(use_tuple);
       continue;
     }
-    auto session = std::make_shared<ClientSession>(*this, w, std::move(socket));
+    boost::system::error_code rec;
+    auto remote = socket.remote_endpoint(rec);
+    if (rec) continue;  // already gone
+    auto rt = runtime();
+    config::IpAddress address = ip_of(remote.address());
+    bool via_proxy = std::any_of(rt->proxy_protocol_from.begin(), rt->proxy_protocol_from.end(),
+                                 [&](const config::Cidr& c) { return c.contains(address); });
+    if (!via_proxy) {
+      // A load balancer's address says nothing about the client: its connections are judged after the header.
+      AddressVerdict verdict = admit_address(address, *rt);
+      if (!verdict.admitted) {
+        record_refusal(remote.address().to_string(), remote.port(), verdict);
+        asio::co_spawn(w.io(),
+                       refuse_before_tls(std::move(socket), verdict.sqlstate, verdict.message,
+                                         rt->config->proxy.client_handshake_timeout),
+                       asio::detached);
+        continue;
+      }
+    }
+    auto session = std::make_shared<ClientSession>(*this, w, std::move(socket), via_proxy);
     asio::co_spawn(w.io(), ClientSession::run(std::move(session)),
                    [](const std::exception_ptr& e) { log_exception(e, "client session"); });
   }
@@ -244,8 +363,20 @@ void Server::reload() {
     std::lock_guard lock(runtime_mutex_);
     runtime_ = built.runtime;
   }
+  auth_query_.clear();  // auth.query or its user may have changed; secrets are looked up afresh
+  if (new_cfg.proxy.revoke_on_reload) revoke_refused_clients();
   spdlog::info("reloaded {} (auth file: {} users); new connections use it", new_cfg.path.string(),
                built.runtime->auth->size());
+}
+
+void Server::revoke_refused_clients() {
+  for (auto& w : workers_) {
+    asio::post(w->io(), [worker = w.get(), rt = runtime()] {
+      std::vector<ClientSession*> sessions(worker->sessions().begin(), worker->sessions().end());
+      for (ClientSession* s : sessions)
+        s->revoke_if_refused(*rt);
+    });
+  }
 }
 
 void Server::begin_shutdown() {

@@ -14,7 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "auth_query.hpp"
 #include "cancel_registry.hpp"
+#include "client_limits.hpp"
+#include "login_backoff.hpp"
 #include "pgw/audit/classify.hpp"
 #include "pgw/audit/log.hpp"
 #include "pgw/pool/pool.hpp"
@@ -75,16 +78,33 @@ class Server {
   const config::AuditSettings& audit_settings() const noexcept { return audit_settings_; }
   bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
   const std::string& mock_seed() const noexcept { return mock_seed_; }
+  LoginBackoff& login_backoff() noexcept { return backoff_; }
+  AuthQuery& auth_query() noexcept { return auth_query_; }
   std::string next_session_id();
 
   // Admission: false when max_client_conn is reached.
   bool try_admit_client();
   void client_left();
 
+  // What a client's address alone decides, before TLS: the [[access]] rules that can be decided without the
+  // user and database, and the per-address rate.
+  struct AddressVerdict {
+    bool admitted = true;
+    std::string sqlstate;
+    std::string message;  // what the client is told
+    std::string reason;   // for the log and the audit record
+  };
+  AddressVerdict admit_address(const config::IpAddress& address, const Runtime& rt);
+  AddressLimits& address_limits() noexcept { return address_limits_; }
+  NameLimits& name_limits() noexcept { return name_limits_; }
+  // A refusal before any session exists: logged and recorded as a refused audit event.
+  void record_refusal(const std::string& address, std::uint16_t port, const AddressVerdict& verdict);
+
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
   void on_signal(int signal);
   void reload();
+  void revoke_refused_clients();
   void begin_shutdown();
   void force_close_all();
   void maybe_finish();
@@ -98,6 +118,10 @@ class Server {
   mutable std::mutex runtime_mutex_;
   std::shared_ptr<const Runtime> runtime_;
   CancelRegistry cancels_;
+  LoginBackoff backoff_;
+  AddressLimits address_limits_;
+  NameLimits name_limits_;
+  AuthQuery auth_query_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::unique_ptr<asio::signal_set> signals_;
   std::unique_ptr<asio::steady_timer> shutdown_timer_;

@@ -231,8 +231,8 @@ void SessionAudit::connected() {
   if (!append(base(audit::Event::connect), false)) broken_ = true;
 }
 
-void SessionAudit::login_refused(std::string_view sqlstate, std::string_view reason) {
-  audit::Record r = base(sqlstate == "28P01" ? audit::Event::auth_failed : audit::Event::refused);
+void SessionAudit::login_refused(std::string_view sqlstate, std::string_view reason, bool auth_failure) {
+  audit::Record r = base(auth_failure ? audit::Event::auth_failed : audit::Event::refused);
   r.sqlstate = std::string(sqlstate);
   r.reason = std::string(reason);
   append(std::move(r), false);  // the client is refused anyway; the log counts what it cannot take

@@ -55,7 +55,7 @@ class SessionAudit {
 
   // Session events.
   void connected();
-  void login_refused(std::string_view sqlstate, std::string_view reason);
+  void login_refused(std::string_view sqlstate, std::string_view reason, bool auth_failure);
   void disconnected(std::string_view reason);
 
   // Frontend, in message order. `in_transaction`: the server's last ReadyForQuery said T or E. False means

@@ -43,6 +43,8 @@ std::string_view describe(SessionEnd e) noexcept {
       return "transaction block in statement pooling mode";
     case SessionEnd::audit_unavailable:
       return "audit log unavailable";
+    case SessionEnd::access_revoked:
+      return "access revoked by a reload";
   }
   return "unknown";
 }

@@ -27,6 +27,7 @@ enum class SessionEnd : std::uint8_t {
   idle_transaction_timeout,       // idle_transaction_timeout passed inside a transaction: 25P03
   transaction_in_statement_mode,  // a transaction block opened in statement pooling: 0A000
   audit_unavailable,              // the audit log cannot take records and on_failure = "block": 58030
+  access_revoked,                 // a reload's access rules no longer allow the client: 28000
 };
 
 std::string_view describe(SessionEnd e) noexcept;

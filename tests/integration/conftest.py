@@ -68,7 +68,11 @@ def render(sections):
                 out += [f"{k} = {toml_value(v)}" for k, v in entry.items()]
         else:
             out.append(f"[{name}]")
-            out += [f"{k} = {toml_value(v)}" for k, v in body.items()]
+            out += [f"{k} = {toml_value(v)}" for k, v in body.items() if not isinstance(v, dict)]
+            for k, v in body.items():
+                if isinstance(v, dict):  # a nested table, e.g. auth.cert_map
+                    out.append(f"[{name}.{k}]")
+                    out += [f"{toml_value(kk)} = {toml_value(vv)}" for kk, vv in v.items()]
         out.append("")
     return "\n".join(out)
 

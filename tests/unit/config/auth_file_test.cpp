@@ -1,6 +1,8 @@
 // Unit tests of the PgBouncer-format auth file parser: entries, comments, quoting and FILE:LINE:COL errors.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "diagnostics_text.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -13,14 +15,8 @@
 namespace pgw::config {
 namespace {
 
-using Errors = std::vector<std::string>;
-
-Errors errors_of(const AuthFileResult& r) {
-  Errors out;
-  for (const auto& d : r.diagnostics)
-    out.push_back(d.to_string());
-  return out;
-}
+using testing::Errors;
+using testing::errors_of;
 
 Errors errors(std::string_view text) {
   return errors_of(parse_auth_file(text, "userlist.txt"));

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pgw/config/access.hpp"
 #include "pgw/config/config.hpp"
 
 namespace pgw::config {
@@ -140,8 +141,7 @@ TEST(ConfigDiagnostics, UnknownKeyInEverySection) {
   EXPECT_EQ(errors("[audit]\nenable = false\n"),
             Errors{"cfg.toml:2:1: unknown key 'enable' in [audit] (did you mean 'enabled'?)"});
   EXPECT_EQ(errors("[[access]]\nactoin = \"allow\"\n"),
-            (Errors{"cfg.toml:1:1: [[access]] rules are not supported yet by this build",
-                    "cfg.toml:2:1: unknown key 'actoin' in [access] (did you mean 'action'?)"}));
+            Errors{"cfg.toml:2:1: unknown key 'actoin' in [access] (did you mean 'action'?)"});
   // A sub-table inside a section is an unknown key too.
   EXPECT_EQ(errors("[proxy.tls]\nmode = 1\n"), Errors{"cfg.toml:1:8: unknown key 'tls' in [proxy]"});
 }
@@ -158,8 +158,8 @@ TEST(ConfigDiagnostics, WrongTypeForEachKind) {
                     "cfg.toml:2:8: database.name: expected a string, found array"}));
   // path
   EXPECT_EQ(errors("[auth]\nfile = 3\n"),
-            (Errors{"cfg.toml:1:1: auth.file is required: the PgBouncer-format "
-                    "file holding each user's secret",
+            (Errors{"cfg.toml:1:1: auth.type = \"scram-sha-256\" needs auth.file (the PgBouncer-format file "
+                    "holding each user's secret) or auth.query",
                     "cfg.toml:2:8: auth.file: expected a path string, found integer"}));
   // integer
   EXPECT_EQ(errors("[proxy]\nworkers = \"4\"\n"),
@@ -413,7 +413,7 @@ default_size = 4
 host = "h"
 
 [[access]]
-action = "allow"
+action = "maybe"
 
 [bogus]
 )toml");
@@ -429,8 +429,7 @@ action = "allow"
           "\"[v6-address]:port\"",
           "cfg.toml:23:16: set either pool_size or default_size, not both",
           "cfg.toml:25:1: [[database]] needs a name",
-          "cfg.toml:28:1: [[access]] rules are not supported yet by this build",
-          "cfg.toml:29:1: access.action is not supported yet by this build",
+          "cfg.toml:29:10: access.action: invalid value \"maybe\": expected one of allow, deny",
           "cfg.toml:31:2: unknown section or key 'bogus'",
       }));
 }
@@ -443,7 +442,8 @@ TEST(ConfigDiagnostics, EmptyFileNamesEveryMissingRequirementAtTheTop) {
                 "\"disable\")",
                 "cfg.toml:1:1: server_tls.mode = \"verify-full\" needs server_tls.ca to verify PostgreSQL's "
                 "certificate",
-                "cfg.toml:1:1: auth.file is required: the PgBouncer-format file holding each user's secret",
+                "cfg.toml:1:1: auth.type = \"scram-sha-256\" needs auth.file (the PgBouncer-format file "
+                "holding each user's secret) or auth.query",
                 "cfg.toml:1:1: no [[database]] is configured: clients would have nothing to connect to",
             }));
 }
@@ -456,14 +456,8 @@ TEST(ConfigDiagnostics, UnsupportedProxyAndAuthKeysRejectedAtTheirLine) {
             Errors{"cfg.toml:3:1: proxy.admin_users is not supported yet by this build"});
   EXPECT_EQ(errors("[proxy]\nmetrics_listen = \"127.0.0.1:9930\"\n"),
             Errors{"cfg.toml:2:1: proxy.metrics_listen is not supported yet by this build"});
-  EXPECT_EQ(errors("[proxy]\n\nproxy_protocol_from = [\"10.0.0.0/8\"]\n"),
-            Errors{"cfg.toml:3:1: proxy.proxy_protocol_from is not supported yet by this build"});
-  EXPECT_EQ(
-      errors(
-          "[auth]\nfile = \"u.txt\"\nquery = \"SELECT usename, passwd FROM pg_shadow WHERE usename=$1\"\n"),
-      Errors{"cfg.toml:3:1: auth.query is not supported yet by this build"});
-  EXPECT_EQ(errors("[auth]\nfile = \"u.txt\"\nquery_user = \"pgwarden\"\n"),
-            Errors{"cfg.toml:3:1: auth.query_user is not supported yet by this build"});
+  EXPECT_EQ(accepted("[proxy]\n\nproxy_protocol_from = [\"10.0.0.0/8\"]\n").proxy.proxy_protocol_from,
+            std::vector<std::string>{"10.0.0.0/8"});
   // A value of the wrong type is not an off value either.
   EXPECT_EQ(errors("[proxy]\nadmin_users = \"\"\n"),
             Errors{"cfg.toml:2:1: proxy.admin_users is not supported yet by this build"});
@@ -491,30 +485,50 @@ enabled = false
   accepted("[audit]\n");
 }
 
-TEST(ConfigDiagnostics, AccessEntriesRejectedAtTheirLine) {
-  EXPECT_EQ(errors("[proxy]\nworkers = 1\n\n[[access]]\n"),
-            Errors{"cfg.toml:4:1: [[access]] rules are not supported yet by this build"});
-  EXPECT_EQ(errors(R"toml([[access]]
+TEST(ConfigDiagnostics, AccessRules) {
+  auto c = accepted(R"toml([[access]]
 action = "allow"
-database = ["all"]
+database = ["app"]
+user = ["alice", "bob"]
+address = ["10.0.1.0/24", "::1"]
+tls = true
+method = "cert"
 [[access]]
 action = "deny"
-address = ["0.0.0.0/0"]
-tls = false
-method = "scram-sha-256"
-user = ["all"]
-)toml"),
-            (Errors{
-                "cfg.toml:1:1: [[access]] rules are not supported yet by this build",
-                "cfg.toml:2:1: access.action is not supported yet by this build",
-                "cfg.toml:3:1: access.database is not supported yet by this build",
-                "cfg.toml:4:1: [[access]] rules are not supported yet by this build",
-                "cfg.toml:5:1: access.action is not supported yet by this build",
-                "cfg.toml:6:1: access.address is not supported yet by this build",
-                "cfg.toml:7:1: access.tls is not supported yet by this build",
-                "cfg.toml:8:1: access.method is not supported yet by this build",
-                "cfg.toml:9:1: access.user is not supported yet by this build",
-            }));
+)toml");
+  ASSERT_TRUE(c.access);
+  ASSERT_EQ(c.access->size(), 2U);
+  const AccessRule& a = (*c.access)[0];
+  EXPECT_EQ(a.action, AccessAction::allow);
+  EXPECT_EQ(a.databases, std::vector<std::string>{"app"});
+  EXPECT_EQ(a.users, (std::vector<std::string>{"alice", "bob"}));
+  ASSERT_EQ(a.addresses.size(), 2U);
+  EXPECT_EQ(a.addresses[0].to_string(), "10.0.1.0/24");
+  EXPECT_EQ(a.addresses[1].to_string(), "::1/128");
+  EXPECT_EQ(a.tls, AccessRule::Tls::required);
+  EXPECT_EQ(a.method, AuthMethod::cert);
+  EXPECT_EQ(a.where.line, 1U);
+  EXPECT_EQ((*c.access)[1].action, AccessAction::deny);
+  EXPECT_TRUE((*c.access)[1].addresses.empty());
+  EXPECT_FALSE(accepted("[proxy]\nworkers = 1\n").access) << "no [[access]]: no rules at all";
+
+  EXPECT_EQ(errors("[[access]]\naddress = [\"10.0.0.0/33\"]\n"),
+            Errors{"cfg.toml:2:11: access.address: invalid address \"10.0.0.0/33\": expected a CIDR such as "
+                   "\"10.0.1.0/24\" or \"::1/128\""});
+  EXPECT_EQ(
+      errors("[[access]]\nmethod = \"ldap\"\n"),
+      Errors{"cfg.toml:2:10: access.method: invalid value \"ldap\": expected one of scram-sha-256, md5, "
+             "password, cert, trust"});
+  EXPECT_EQ(
+      errors("[[access]]\nmethod = \"trust\"\n"),
+      Errors{"cfg.toml:1:1: an [[access]] rule with method = \"trust\" must name its addresses: trust for "
+             "every address is never what a HIPAA deployment wants"});
+  EXPECT_EQ(errors("[auth]\nfile = \"u.txt\"\nhba_file = \"pg_hba.conf\"\n[[access]]\naction = \"deny\"\n"),
+            Errors{"cfg.toml:3:1: set either [[access]] rules or auth.hba_file, not both"});
+  EXPECT_EQ(
+      errors("[proxy]\nproxy_protocol_from = [\"lb.example\"]\n"),
+      Errors{"cfg.toml:2:23: proxy.proxy_protocol_from: invalid address \"lb.example\": expected a CIDR "
+             "such as \"10.0.0.0/8\" or \"::1/128\""});
 }
 
 TEST(ConfigDiagnostics, EveryPoolModeIsAcceptedAndOverridablePerDatabase) {
@@ -536,14 +550,57 @@ TEST(ConfigDiagnostics, EveryPoolModeIsAcceptedAndOverridablePerDatabase) {
             Errors{"cfg.toml:4:8: set either pool_mode or mode, not both"});
 }
 
-TEST(ConfigDiagnostics, OnlyScramAuthIsSupported) {
-  for (std::string_view method : {"md5", "password", "cert", "trust"}) {
-    EXPECT_EQ(errors("[auth]\nfile = \"u.txt\"\ntype = \"" + std::string(method) + "\"\n"),
-              Errors{"cfg.toml:3:1: auth.type = \"" + std::string(method) +
-                     "\" is not supported yet by this build (supported: scram-sha-256)"});
-  }
+TEST(ConfigDiagnostics, EveryAuthMethodIsAccepted) {
   EXPECT_EQ(accepted("[auth]\nfile = \"u.txt\"\ntype = \"scram-sha-256\"\n").auth.type,
             AuthMethod::scram_sha_256);
+  EXPECT_EQ(accepted("[auth]\nfile = \"u.txt\"\ntype = \"md5\"\n").auth.type, AuthMethod::md5);
+  EXPECT_EQ(accepted("[auth]\nfile = \"u.txt\"\ntype = \"password\"\n").auth.type, AuthMethod::password);
+  EXPECT_EQ(accepted("[auth]\ntype = \"trust\"\n").auth.type, AuthMethod::trust);
+  EXPECT_EQ(
+      accepted("[client_tls]\nmode = \"disable\"\nca = \"ca.crt\"\n[auth]\ntype = \"cert\"\n").auth.type,
+      AuthMethod::cert);
+  // cert needs the CA that signs client certificates.
+  EXPECT_EQ(
+      errors("[auth]\ntype = \"cert\"\n"),
+      Errors{
+          "cfg.toml:2:1: auth.type = \"cert\" needs client_tls.ca, the CA that signs client certificates"});
+  // Methods that check a secret need somewhere to find it.
+  EXPECT_EQ(
+      errors("[auth]\ntype = \"md5\"\n"),
+      Errors{"cfg.toml:1:1: auth.type = \"md5\" needs auth.file (the PgBouncer-format file holding each "
+             "user's secret) or auth.query"});
+}
+
+TEST(ConfigDiagnostics, AuthQueryAndItsUser) {
+  auto c = accepted(
+      "[auth]\nquery = \"SELECT usename, passwd FROM pg_shadow WHERE usename=$1\"\n"
+      "query_user = \"pgwarden\"\nquery_cache_ttl = \"5s\"\n");
+  EXPECT_EQ(c.auth.query_user, "pgwarden");
+  EXPECT_EQ(c.auth.query_cache_ttl, std::chrono::seconds(5));
+  EXPECT_TRUE(c.auth.file.empty());
+  EXPECT_EQ(errors("[auth]\nfile = \"u.txt\"\nquery = \"SELECT 1\"\n"),
+            Errors{"cfg.toml:3:1: auth.query needs auth.query_user, the server user that runs it"});
+  EXPECT_EQ(errors("[auth]\nfile = \"u.txt\"\nquery_user = \"x\"\n"),
+            Errors{"cfg.toml:3:1: auth.query_user is set but auth.query is empty"});
+}
+
+TEST(ConfigDiagnostics, CertMapAndBackoff) {
+  auto c = accepted(
+      "[auth]\nfile = \"u.txt\"\n[auth.cert_map]\n\"app.example.org\" = \"app\"\n"
+      "ops = [\"alice\", \"bob\"]\n");
+  ASSERT_EQ(c.auth.cert_map.size(), 2U);
+  EXPECT_EQ(c.auth.cert_map.at("app.example.org"), std::vector<std::string>{"app"});
+  EXPECT_EQ(c.auth.cert_map.at("ops"), (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_EQ(
+      errors("[auth]\nfile = \"u.txt\"\n[auth.cert_map]\nops = 3\n"),
+      Errors{"cfg.toml:3:1: auth.cert_map: expected a table of certificate CN = \"user\" or [\"user\", ...], "
+             "found integer"});
+  auto d = Config{}.auth;
+  EXPECT_EQ(d.backoff_after_failures, 5U) << "on by default";
+  c = accepted("[auth]\nfile = \"u.txt\"\nbackoff_after_failures = 0\n");
+  EXPECT_EQ(c.auth.backoff_after_failures, 0U);
+  EXPECT_EQ(errors("[auth]\nfile = \"u.txt\"\nbackoff_initial = \"10s\"\nbackoff_max = \"1s\"\n"),
+            Errors{"cfg.toml:3:1: auth.backoff_initial must be above 0 and at most auth.backoff_max"});
 }
 
 // --- validation
@@ -623,13 +680,13 @@ TEST(ConfigDiagnostics, OldTlsVersionsRefused) {
 }
 
 TEST(ConfigDiagnostics, AuthFileIsRequired) {
-  EXPECT_EQ(
-      errors("[proxy]\nworkers = 1\n[auth]\ntype = \"scram-sha-256\"\n"),
-      Errors{"cfg.toml:3:1: auth.file is required: the PgBouncer-format file holding each user's secret"});
-  EXPECT_EQ(
-      raw_errors("[client_tls]\nmode = \"disable\"\n[server_tls]\nmode = \"disable\"\n[pool]\n"
-                 "mode = \"session\"\n[[database]]\nname = \"a\"\n"),
-      Errors{"cfg.toml:1:1: auth.file is required: the PgBouncer-format file holding each user's secret"});
+  EXPECT_EQ(errors("[proxy]\nworkers = 1\n[auth]\ntype = \"scram-sha-256\"\n"),
+            Errors{"cfg.toml:3:1: auth.type = \"scram-sha-256\" needs auth.file (the PgBouncer-format file "
+                   "holding each user's secret) or auth.query"});
+  EXPECT_EQ(raw_errors("[client_tls]\nmode = \"disable\"\n[server_tls]\nmode = \"disable\"\n[pool]\n"
+                       "mode = \"session\"\n[[database]]\nname = \"a\"\n"),
+            Errors{"cfg.toml:1:1: auth.type = \"scram-sha-256\" needs auth.file (the PgBouncer-format file "
+                   "holding each user's secret) or auth.query"});
 }
 
 TEST(ConfigDiagnostics, DatabaseEntries) {

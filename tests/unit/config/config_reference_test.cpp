@@ -255,13 +255,7 @@ TEST(ConfigReference, SpecExampleIsRefusedOnlyForWhatThisBuildLacks) {
     got.push_back(d.to_string());
   std::vector<std::string> want = {
       "pgwarden.toml:6:1: proxy.admin_users is not supported yet by this build",
-      "pgwarden.toml:57:1: [[access]] rules are not supported yet by this build",
   };
-  int line = 58;
-  for (std::string_view key : {"action", "database", "user", "address", "tls", "method"}) {
-    want.push_back("pgwarden.toml:" + std::to_string(line++) + ":1: access." + std::string(key) +
-                   " is not supported yet by this build");
-  }
   EXPECT_EQ(got, want);
   EXPECT_FALSE(r.config.has_value());
 }
@@ -291,14 +285,12 @@ TEST(ConfigReference, SpecExampleWithOnlySupportedSettingsIsAccepted) {
 }
 
 TEST(ConfigReference, RowsAreUniqueAndFlaggedAsThisBuildSupportsThem) {
-  const std::set<std::string> unsupported_keys = {"proxy.admin_users", "proxy.metrics_listen",
-                                                  "proxy.proxy_protocol_from", "auth.query",
-                                                  "auth.query_user"};
+  const std::set<std::string> unsupported_keys = {"proxy.admin_users", "proxy.metrics_listen"};
   std::set<std::string> seen;
   for (const auto& k : key_reference()) {
     const std::string name = std::string(k.section) + "." + std::string(k.name);
     EXPECT_TRUE(seen.insert(name).second) << name << " is listed twice";
-    const bool expect_supported = !unsupported_keys.contains(name) && k.section != "access";
+    const bool expect_supported = !unsupported_keys.contains(name);
     EXPECT_EQ(k.supported, expect_supported) << name;
     EXPECT_FALSE(k.type.empty()) << name;
     EXPECT_FALSE(k.default_value.empty()) << name;

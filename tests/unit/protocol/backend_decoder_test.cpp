@@ -331,5 +331,31 @@ TEST(BackendDecoder, RowsFromTagWithoutACount) {
   }
 }
 
+TEST(BackendDecoder, DataRow) {
+  const std::uint8_t body[] = {0, 3, 0, 0, 0, 2, 'h', 'i', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+  DataRow row;
+  ASSERT_EQ(decode(Bytes(body, sizeof body), row), Error::none);
+  ASSERT_EQ(row.columns.size(), 3u);
+  ASSERT_TRUE(row.columns[0].has_value());
+  EXPECT_EQ(as_text(*row.columns[0]), "hi");
+  EXPECT_FALSE(row.columns[1].has_value());
+  ASSERT_TRUE(row.columns[2].has_value());
+  EXPECT_TRUE(row.columns[2]->empty());
+}
+
+TEST(BackendDecoder, DataRowMalformed) {
+  DataRow row;
+  const std::uint8_t negative_count[] = {0xff, 0xff};
+  EXPECT_NE(decode(Bytes(negative_count, sizeof negative_count), row), Error::none);
+  const std::uint8_t overrun[] = {0, 1, 0, 0, 0, 9, 'x'};
+  EXPECT_NE(decode(Bytes(overrun, sizeof overrun), row), Error::none);
+  const std::uint8_t bad_length[] = {0, 1, 0xff, 0xff, 0xff, 0xfe};
+  EXPECT_NE(decode(Bytes(bad_length, sizeof bad_length), row), Error::none);
+  const std::uint8_t trailing[] = {0, 0, 'x'};
+  EXPECT_NE(decode(Bytes(trailing, sizeof trailing), row), Error::none);
+  const std::uint8_t missing_column[] = {0, 2, 0, 0, 0, 0};
+  EXPECT_NE(decode(Bytes(missing_column, sizeof missing_column), row), Error::none);
+}
+
 }  // namespace
 }  // namespace pgw::protocol::backend

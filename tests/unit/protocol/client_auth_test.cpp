@@ -1,6 +1,8 @@
 // Unit tests for ClientAuth: pgwarden as PostgreSQL towards a client, driven by a scram::Client as libpq.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,6 +12,7 @@
 #include "pgw/protocol/client_auth.hpp"
 #include "pgw/protocol/encoder.hpp"
 #include "pgw/protocol/framer.hpp"
+#include "pgw/protocol/md5.hpp"
 #include "pgw/protocol/messages.hpp"
 #include "pgw/protocol/scram.hpp"
 
@@ -193,6 +196,112 @@ TEST(ClientAuth, UnknownUserLooksLikeAWrongPassword) {
                    std::string(mock_seed));
   scram::Client c3("other", no_binding, false);
   EXPECT_NE(salt_b64_of(run(other, c3).server_first), salt_b64_of(r.server_first));
+}
+
+// md5 and cleartext: one AuthenticationMD5Password / AuthenticationCleartextPassword, one PasswordMessage.
+struct PasswordRun {
+  Status status = Status::in_progress;
+  backend::Authentication request;
+  ByteVec request_bytes;
+};
+template <class Answer>
+PasswordRun run_password(ClientAuth& auth, Answer&& answer) {
+  PasswordRun pr;
+  Encoder e(pr.request_bytes);
+  EXPECT_EQ(auth.start(e), Status::in_progress);
+  pr.request = only_auth(pr.request_bytes);
+  std::string reply = answer(pr.request);
+  ByteVec out;
+  pr.status = send(auth, out, [&](Encoder& w) { encode::password_message(w, reply); });
+  EXPECT_TRUE(out.empty()) << "a password exchange answers with nothing but the caller's AuthenticationOk";
+  return pr;
+}
+
+std::string md5_answer(std::string_view password, std::string_view user, const backend::Authentication& req) {
+  EXPECT_EQ(req.code, backend::AuthCode::md5_password);
+  EXPECT_EQ(req.data.size(), 4u);
+  std::array<std::uint8_t, 4> salt{};
+  std::copy(req.data.begin(), req.data.end(), salt.begin());
+  return md5::response(md5::secret(password, user), salt);
+}
+
+TEST(ClientAuth, Md5AgainstPlainAndMd5Secrets) {
+  for (bool stored_md5 : {false, true}) {
+    std::optional<UserSecret> secret =
+        stored_md5 ? UserSecret(Md5Secret{md5::secret("pw", "alice")}) : UserSecret(plain("pw"));
+    ClientAuth ok(ClientAuthMethod::md5, "alice", secret, no_binding, std::string(mock_seed));
+    auto r = run_password(ok, [](const auto& req) { return md5_answer("pw", "alice", req); });
+    EXPECT_EQ(r.status, Status::succeeded);
+    EXPECT_EQ(ok.method_used(), "md5");
+    EXPECT_FALSE(ok.cleartext_password().has_value());
+
+    ClientAuth bad(ClientAuthMethod::md5, "alice", secret, no_binding, std::string(mock_seed));
+    r = run_password(bad, [](const auto& req) { return md5_answer("wrong", "alice", req); });
+    EXPECT_EQ(r.status, Status::failed);
+    EXPECT_EQ(bad.failure(), Failure::bad_credentials);
+  }
+}
+
+TEST(ClientAuth, Md5SaltIsFreshEachTime) {
+  ClientAuth a(ClientAuthMethod::md5, "alice", plain("pw"), no_binding, std::string(mock_seed));
+  ClientAuth b(ClientAuthMethod::md5, "alice", plain("pw"), no_binding, std::string(mock_seed));
+  auto ra = run_password(a, [](const auto& req) { return md5_answer("pw", "alice", req); });
+  auto rb = run_password(b, [](const auto& req) { return md5_answer("pw", "alice", req); });
+  EXPECT_NE(ra.request_bytes, rb.request_bytes);
+}
+
+TEST(ClientAuth, Md5UnknownUserFailsLikeAWrongPassword) {
+  ClientAuth auth(ClientAuthMethod::md5, "ghost", std::nullopt, no_binding, std::string(mock_seed));
+  auto r = run_password(auth, [](const auto& req) { return md5_answer("pw", "ghost", req); });
+  EXPECT_EQ(r.status, Status::failed);
+  EXPECT_EQ(auth.failure(), Failure::bad_credentials);
+}
+
+TEST(ClientAuth, Md5MethodWithScramSecretRunsScram) {
+  // As PostgreSQL: "md5" in pg_hba with a SCRAM secret in pg_authid authenticates by SCRAM.
+  ClientAuth auth(ClientAuthMethod::md5, "alice", secret_for("pw"), no_binding, std::string(mock_seed));
+  scram::Client client("pw", no_binding, false);
+  Result r = run(auth, client);
+  EXPECT_EQ(r.status, Status::succeeded);
+  EXPECT_EQ(auth.method_used(), "SCRAM-SHA-256");
+  EXPECT_TRUE(auth.passthrough_keys().has_value());
+}
+
+TEST(ClientAuth, CleartextAgainstEverySecretKind) {
+  const UserSecret secrets[] = {UserSecret(plain("p\u00e4ss")),
+                                UserSecret(Md5Secret{md5::secret("p\u00e4ss", "alice")}),
+                                UserSecret(secret_for("p\u00e4ss"))};
+  for (const auto& secret : secrets) {
+    ClientAuth ok(ClientAuthMethod::password, "alice", secret, tls_binding, std::string(mock_seed));
+    auto r = run_password(ok, [](const auto& req) {
+      EXPECT_EQ(req.code, backend::AuthCode::cleartext_password);
+      return std::string("p\u00e4ss");
+    });
+    EXPECT_EQ(r.status, Status::succeeded);
+    ASSERT_TRUE(ok.cleartext_password().has_value());
+    EXPECT_EQ(*ok.cleartext_password(), "p\u00e4ss");
+    EXPECT_EQ(ok.method_used(), "password");
+
+    ClientAuth bad(ClientAuthMethod::password, "alice", secret, tls_binding, std::string(mock_seed));
+    r = run_password(bad, [](const auto&) { return std::string("p\u00e4sS"); });
+    EXPECT_EQ(r.status, Status::failed);
+    EXPECT_EQ(bad.failure(), Failure::bad_credentials);
+    EXPECT_FALSE(bad.cleartext_password().has_value());
+  }
+  ClientAuth ghost(ClientAuthMethod::password, "ghost", std::nullopt, tls_binding, std::string(mock_seed));
+  EXPECT_EQ(run_password(ghost, [](const auto&) { return std::string("x"); }).status, Status::failed);
+}
+
+TEST(ClientAuth, MalformedPasswordMessageIsAProtocolViolation) {
+  ClientAuth auth(ClientAuthMethod::password, "alice", plain("pw"), tls_binding, std::string(mock_seed));
+  ByteVec out;
+  Encoder e(out);
+  auth.start(e);
+  const std::uint8_t no_terminator[] = {'p', 'w'};
+  out.clear();
+  Encoder oe(out);
+  EXPECT_EQ(auth.on_message('p', Bytes(no_terminator, sizeof no_terminator), oe), Status::failed);
+  EXPECT_EQ(auth.failure(), Failure::protocol_violation);
 }
 
 TEST(ClientAuth, Md5SecretCannotServeScram) {

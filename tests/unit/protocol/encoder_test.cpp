@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -364,6 +365,34 @@ TEST(Encoder, PrimitivesAreBigEndian) {
   Encoder e(out);
   e.u8(0xab).i16(-2).i32(0x01020304).raw(std::string_view("xy"));
   EXPECT_EQ(out, (std::vector<std::uint8_t>{0xab, 0xff, 0xfe, 1, 2, 3, 4, 'x', 'y'}));
+}
+
+TEST(Encoder, BindTextAndExecute) {
+  std::vector<std::uint8_t> out;
+  Encoder e(out);
+  std::array<std::optional<std::string_view>, 3> params{"alice"sv, std::nullopt, ""sv};
+  encode::bind_text(e, "p1", "s1", params);
+  ASSERT_EQ(e.error(), Error::none);
+  Frame f = one_typed(out, frontend::bind);
+  frontend::Bind b;
+  ASSERT_EQ(decode(f.body, b), Error::none);
+  EXPECT_EQ(b.portal, "p1");
+  EXPECT_EQ(b.statement, "s1");
+  EXPECT_EQ(b.num_parameter_formats, 0);
+  EXPECT_EQ(b.num_parameters, 3);
+  EXPECT_EQ(b.num_result_formats, 0);
+  const std::uint8_t expected_params[] = {0,    0,    0,    5,    'a', 'l', 'i', 'c', 'e',
+                                          0xff, 0xff, 0xff, 0xff, 0,   0,   0,   0};
+  EXPECT_TRUE(std::equal(b.parameters.begin(), b.parameters.end(), std::begin(expected_params),
+                         std::end(expected_params)));
+
+  out.clear();
+  Encoder x(out);
+  encode::execute(x, "p1", 7);
+  frontend::Execute ex;
+  ASSERT_EQ(decode(one_typed(out, frontend::execute).body, ex), Error::none);
+  EXPECT_EQ(ex.portal, "p1");
+  EXPECT_EQ(ex.max_rows, 7);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,6 +56,8 @@ struct ListenAddress {
   std::string to_string() const;
 };
 
+struct AccessRule;  // pgw/config/access.hpp
+
 struct ProxySettings {
   std::vector<ListenAddress> listen{{"127.0.0.1", 6432}};
   unsigned workers = 0;  // 0 = one per core
@@ -65,6 +68,13 @@ struct ProxySettings {
   std::vector<std::string> proxy_protocol_from;
   std::uint32_t max_packet_size = 256u << 20;  // largest message pgwarden holds whole (not streamed)
   Duration client_login_timeout = std::chrono::seconds(60);
+  // Until the startup packet is in (TLS handshake included): slowloris connections end here.
+  Duration client_handshake_timeout = std::chrono::seconds(10);
+  unsigned max_db_client_connections = 0;    // per database; 0 = unlimited
+  unsigned max_user_client_connections = 0;  // per user; 0 = unlimited
+  unsigned max_client_conn_per_address = 0;  // 0 = max_client_conn
+  unsigned client_connect_rate = 5000;  // new connections per second per address (burst as much); 0 = off
+  bool revoke_on_reload = true;         // a reload closes clients the new [[access]] rules refuse
 };
 
 struct ClientTlsSettings {
@@ -90,8 +100,17 @@ struct ServerTlsSettings {
 struct AuthSettings {
   AuthMethod type = AuthMethod::scram_sha_256;
   std::filesystem::path file;
-  std::string query;
-  std::string query_user;
+  std::filesystem::path hba_file;  // pg_hba.conf-format rules instead of [[access]]
+  std::string query;               // auth_query: $1 is the user name; returns (name, secret)
+  std::string query_user;          // server user that runs it
+  Duration query_cache_ttl = std::chrono::seconds(15);
+  // Certificate CN -> the user names it may log in as (cert method); a CN absent here must equal the user.
+  std::map<std::string, std::vector<std::string>, std::less<>> cert_map;
+  // Per client address: after this many failed logins in a row, new logins wait out a back-off that starts at
+  // backoff_initial and doubles per further failure up to backoff_max. 0 = off.
+  unsigned backoff_after_failures = 5;
+  Duration backoff_initial = std::chrono::seconds(1);
+  Duration backoff_max = std::chrono::seconds(60);
 };
 
 struct PoolSettings {
@@ -164,6 +183,8 @@ struct Config {
   std::vector<DatabaseSettings> databases;
   LogSettings log;
   AuditSettings audit;
+  // [[access]] rules in file order; null when none is written (see auth.hba_file for the other form).
+  std::shared_ptr<const std::vector<AccessRule>> access;
   // Where each key was written ("client_tls.cert", "database[0].host"), and each section ("client_tls").
   std::map<std::string, Position, std::less<>> positions;
 

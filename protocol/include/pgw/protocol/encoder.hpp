@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,10 @@ void flush(Encoder& e);
 void terminate(Encoder& e);
 void parse(Encoder& e, std::string_view statement, std::string_view sql, Bytes parameter_types,
            std::int16_t num_parameter_types);
+// Bind with every parameter in text format (nullopt = NULL) and text results.
+void bind_text(Encoder& e, std::string_view portal, std::string_view statement,
+               std::span<const std::optional<std::string_view>> parameters);
+void execute(Encoder& e, std::string_view portal, std::int32_t max_rows);
 void describe(Encoder& e, char target, std::string_view name);
 void close(Encoder& e, char target, std::string_view name);
 

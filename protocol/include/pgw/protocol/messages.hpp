@@ -227,6 +227,10 @@ struct CopyResponse {  // CopyInResponse, CopyOutResponse, CopyBothResponse
   std::int8_t format = 0;
   std::int16_t num_columns = 0;
 };
+// A DataRow's column values in order; nullopt is SQL NULL. Views into the message body.
+struct DataRow {
+  std::vector<std::optional<Bytes>> columns;
+};
 struct NotificationResponse {
   std::int32_t process_id = 0;
   std::string_view channel;
@@ -253,6 +257,7 @@ Error decode(Bytes body, CommandComplete& out);
 Error decode(Bytes body, NegotiateProtocolVersion& out);
 Error decode(Bytes body, CopyResponse& out);
 Error decode(Bytes body, NotificationResponse& out);
+Error decode(Bytes body, DataRow& out);
 Error decode(Bytes body, ErrorFields& out);
 
 // Splits an AuthenticationSASL mechanism list (C strings ended by an empty one); fn(name) per mechanism.

@@ -34,7 +34,11 @@ struct Secret {
 
 std::optional<Secret> parse_secret(std::string_view text);
 std::string format_secret(const Secret& s);
-// The secret PostgreSQL would store for this (already SASLprep'd) password and salt.
+// SASLprep (RFC 4013) as PostgreSQL applies it to a password before SCRAM: pure ASCII, invalid UTF-8 and
+// prohibited strings are returned unchanged, so any password PostgreSQL accepts gives the same secret here.
+std::string saslprep(std::string_view password);
+
+// The secret PostgreSQL would store for this password and salt (the password is SASLprep'd here).
 Error derive_secret(std::string_view password, std::string_view salt, int iterations, Secret& out);
 
 // Base64 (RFC 4648, with padding, no line breaks): strict decoding, nullopt on any invalid input.
@@ -92,8 +96,8 @@ class Server {
   enum class State : std::uint8_t { initial, sent_server_first, done, failed } state_ = State::initial;
 };
 
-// pgwarden as the SCRAM client towards PostgreSQL. Credentials are either a password (SASLprep'd by the
-// caller) or the ClientKey and ServerKey of a stored secret (passthrough).
+// pgwarden as the SCRAM client towards PostgreSQL. Credentials are either a password (SASLprep'd here) or the
+// ClientKey and ServerKey of a stored secret (passthrough).
 class Client {
  public:
   struct Keys {

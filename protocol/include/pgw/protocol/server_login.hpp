@@ -29,7 +29,7 @@ class ServerLogin {
  public:
   struct Credentials {
     std::string user;
-    std::optional<std::string> password;            // plaintext (SASLprep'd by the caller)
+    std::optional<std::string> password;            // plaintext
     std::optional<std::string> md5_secret;          // "md5..." as stored by PostgreSQL
     std::optional<scram::Client::Keys> scram_keys;  // SCRAM passthrough: ClientKey + ServerKey
   };
