@@ -508,10 +508,9 @@ asio::awaitable<bool> ClientSession::authenticate() {
   // Unknown databases are reported after authentication, as PostgreSQL does, so they reveal nothing earlier.
   db_ = cfg.find_database(database_);
   config::AuthMethod method = rule_method_.value_or(cfg.auth.type);
-  bool ok = false;
+  // Each case returns on failure and breaks once the client has proved who it is.
   switch (method) {
     case config::AuthMethod::trust:
-      ok = true;
       break;
     case config::AuthMethod::cert: {
       auto cn = client_.is_tls() ? client_.info().peer_common_name : std::nullopt;
@@ -527,7 +526,6 @@ asio::awaitable<bool> ClientSession::authenticate() {
                                         "certificate authentication failed for user \"" + user_ + "\"",
                                         "certificate CN \"" + *cn + "\" does not map to the user");
       }
-      ok = true;
       break;
     }
     case config::AuthMethod::password:
@@ -554,12 +552,10 @@ asio::awaitable<bool> ClientSession::authenticate() {
         }
         secret = std::move(found.secret);
       }
-      ok = co_await run_auth_exchange(method, std::move(secret));
-      if (!ok) co_return false;
+      if (!co_await run_auth_exchange(method, std::move(secret))) co_return false;
       break;
     }
   }
-  if (!ok) co_return false;
   server_.login_backoff().succeeded(peer_address_);
   if (db_ == nullptr)
     co_return co_await refuse("3D000", "database \"" + database_ + "\" does not exist",

@@ -9,6 +9,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -221,22 +222,17 @@ asio::awaitable<void> refuse_before_tls(tls::tcp::socket socket, std::string sql
     }
   });
   std::array<std::uint8_t, 512> scratch{};
-  std::size_t have = 0;
-  std::size_t want = 8;  // length word and request code
-  while (have < want) {
-    auto [ec, n] =
-        co_await sock->async_read_some(asio::buffer(scratch.data() + std::min(have, scratch.size() - 1),
-                                                    std::min(want - have, scratch.size() - 1)),
-                                       use_tuple);
+  auto [hec, hn] = co_await asio::async_read(*sock, asio::buffer(scratch.data(), 4), use_tuple);
+  if (hec) co_return;
+  std::uint32_t length = protocol::load_u32(scratch.data());
+  if (length < 8 || length > protocol::max_startup_packet_length) co_return;  // not PostgreSQL: just close
+  // The rest of the packet (SSLRequest code, or a whole startup packet) is read and dropped, so that the
+  // answer is not lost to a reset caused by unread bytes.
+  for (std::size_t left = length - 4; left > 0;) {
+    auto [ec, n] = co_await sock->async_read_some(
+        asio::buffer(scratch.data(), std::min(left, scratch.size())), use_tuple);
     if (ec) co_return;
-    have += n;
-    if (have >= 4 && want == 8) {
-      std::uint32_t length = (std::uint32_t{scratch[0]} << 24) | (std::uint32_t{scratch[1]} << 16) |
-                             (std::uint32_t{scratch[2]} << 8) | scratch[3];
-      if (length < 8 || length > protocol::max_startup_packet_length)
-        co_return;  // not PostgreSQL: just close
-      want = length;
-    }
+    left -= n;
   }
   std::vector<std::uint8_t> out;
   protocol::Encoder e(out);

@@ -56,6 +56,12 @@ def test_address_rules_decide_before_tls(env):
         text = (pgw.dir / "audit.jsonl").read_text() if (pgw.dir / "audit.jsonl").exists() else ""
         refused = [line for line in text.splitlines() if '"event":"refused"' in line and "127.0.0.2" in line]
     assert refused and '"sqlstate":"28000"' in refused[0] and "access rules" in refused[0]
+    # A plaintext startup packet larger than the refusal's read buffer is read whole and answered too.
+    w = Wire(pgw.port, source=("127.0.0.2", 0))
+    w.send(startup_packet({"user": "alice", "database": "app", "application_name": "x" * 3000}))
+    t, body = w.read_message()
+    w.close()
+    assert t == b"E" and error_fields(body)["C"] == "28000"
     env.assert_serves(pgw)
 
 

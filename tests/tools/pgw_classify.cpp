@@ -4,44 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "corpus_text.hpp"
 #include "pgw/audit/classify.hpp"
+#include "pgw/audit/log.hpp"
 #include "pgw/audit/sql.hpp"
 
-namespace {
-
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      const char e = s[++i];
-      out += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-void json_string(std::string& out, std::string_view s) {
-  static const char* const kHex = "0123456789abcdef";
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      out += "\\u00";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-
-}  // namespace
+using pgw::testing::unescape;
 
 int main() {
   pgw::audit::Classifier classifier;
@@ -57,27 +25,27 @@ int main() {
     std::string out = "{\"line\":" + std::to_string(n) + ",\"parses\":";
     out += pgw::audit::parses(sql) ? "true" : "false";
     out += ",\"sql\":";
-    json_string(out, sql);
+    pgw::audit::append_json_string(out, sql);
     out += ",\"statements\":[";
     for (std::size_t i = 0; i < stmts.size(); ++i) {
       const pgw::audit::Statement& st = stmts[i];
       const std::string_view text = st.text(sql);
       out += i ? ",{" : "{";
       out += "\"class\":";
-      json_string(out, pgw::audit::class_name(st.cls));
+      pgw::audit::append_json_string(out, pgw::audit::class_name(st.cls));
       out += ",\"command\":";
-      json_string(out, st.command);
+      pgw::audit::append_json_string(out, st.command);
       out += ",\"objects\":[";
       for (std::size_t k = 0; k < st.objects.size(); ++k) {
         if (k) out += ',';
-        json_string(out, st.objects[k]);
+        pgw::audit::append_json_string(out, st.objects[k]);
       }
       out += "],\"superset\":";
-      json_string(out, pgw::audit::superset_name(st.superset));
+      pgw::audit::append_json_string(out, pgw::audit::superset_name(st.superset));
       out += ",\"parses\":";
       out += pgw::audit::parses(text) ? "true" : "false";
       out += ",\"text\":";
-      json_string(out, text);
+      pgw::audit::append_json_string(out, text);
       out += '}';
     }
     out += "]}";

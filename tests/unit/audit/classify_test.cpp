@@ -2,6 +2,7 @@
 // own log_statement by tests/integration/test_audit_classify.py), fast path == full parse on the corpus and
 // on random mutations of it, the per-session PREPARE memory, the cache bounds and literal redaction.
 #include "pgw/audit/classify.hpp"
+#include "../../tools/corpus_text.hpp"
 
 #include <gtest/gtest.h>
 
@@ -43,18 +44,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      const char e = s[++i];
-      out += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
+using pgw::testing::unescape;
 
 std::vector<Row> load_corpus() {
   std::ifstream in(std::string(PGW_SOURCE_DIR) + "/tests/data/audit_statements.tsv");
