@@ -102,6 +102,9 @@ Mask mask_of(Event e) {
       return head | bit(f_instance) | bit(f_dropped);
     case Event::checkpoint:
       return head | bit(f_instance);
+    case Event::admin:
+      return head | identity | bit(f_command) | bit(f_statement) | bit(f_instance) | bit(f_outcome) |
+             bit(f_sqlstate) | bit(f_reason);
   }
   return head;
 }
@@ -312,13 +315,16 @@ std::string_view to_string(Event e) noexcept {
       return "records_dropped";
     case Event::checkpoint:
       return "checkpoint";
+    case Event::admin:
+      return "admin";
   }
   return "?";
 }
 
 std::optional<Event> event_from_string(std::string_view s) noexcept {
-  for (Event e : {Event::statement, Event::connect, Event::disconnect, Event::auth_failed, Event::refused,
-                  Event::transaction, Event::outcome, Event::records_dropped, Event::checkpoint}) {
+  for (Event e :
+       {Event::statement, Event::connect, Event::disconnect, Event::auth_failed, Event::refused,
+        Event::transaction, Event::outcome, Event::records_dropped, Event::checkpoint, Event::admin}) {
     if (to_string(e) == s) return e;
   }
   return std::nullopt;

@@ -92,6 +92,7 @@ struct AuditLog::Impl {
     next_seq = tail.last_seq + 1;
     handled_seq = tail.last_seq;
     stats.last_seq = tail.last_seq;
+    stats.chain_head = to_hex(tail.last_hash);
     written_seq = tail.last_seq;
     written_hash = tail.last_hash;
     file_done = out_done = sys_done = tail.last_seq;
@@ -260,12 +261,17 @@ struct AuditLog::Impl {
 
   std::error_code sync_file() {
     if (auto ec = fault("fsync")) return ec;
+    const auto started = steady::now();
     if (auto ec = file->sync()) return ec;
     last_sync = steady::now();
     unsynced = false;
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(last_sync - started);
     std::lock_guard lk(mu);
     ++stats.fsyncs;
     stats.last_fsync = std::chrono::system_clock::now();
+    stats.fsync_us_total += static_cast<std::uint64_t>(took.count());
+    stats.fsync_us_max = std::max(stats.fsync_us_max, static_cast<std::uint64_t>(took.count()));
+    stats.fsync_us_last = static_cast<std::uint64_t>(took.count());
     return {};
   }
 
@@ -356,6 +362,7 @@ struct AuditLog::Impl {
       stats.queue_records -= n;
       stats.queue_bytes -= bytes;
       stats.last_seq = written_seq;
+      stats.chain_head = to_hex(written_hash);
       handled_seq = std::max(handled_seq, written_seq);
       enqueue_dropped_locked();
     }

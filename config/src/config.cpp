@@ -447,6 +447,19 @@ std::string parse_listen(std::string_view text, ListenAddress& out) {
   return {};
 }
 
+Apply<ProxySettings> metrics_listen_key() {
+  return [](ProxySettings& s, const toml::node& n) -> std::string {
+    auto v = n.value<std::string>();
+    if (!n.is_string() || !v) return type_error("a \"host:port\" string", n);
+    if (!v->empty()) {
+      ListenAddress l;
+      if (auto err = parse_listen(*v, l); !err.empty()) return err;
+    }
+    s.metrics_listen = *v;
+    return {};
+  };
+}
+
 Apply<ProxySettings> listen_key() {
   return [](ProxySettings& s, const toml::node& n) -> std::string {
     const toml::array* a = n.as_array();
@@ -476,13 +489,6 @@ Apply<S> cidrs_key(std::vector<std::string> S::*m) {
     }
     return {};
   };
-}
-
-bool is_empty_string(const toml::node& n) {
-  return n.is_string() && n.value<std::string>()->empty();
-}
-bool is_empty_array(const toml::node& n) {
-  return n.is_array() && n.as_array()->empty();
 }
 
 // The [pool] keys, shared by [pool] and by [[database]] (per-database overrides).
@@ -576,12 +582,26 @@ std::vector<KeyDef<ProxySettings>> proxy_keys() {
         "on SIGTERM/SIGINT, how long clients may finish their transactions"},
        duration_key(&S::shutdown_timeout),
        {}},
-      {{"proxy", "admin_users", "array of strings", "[]", true, false, "users allowed on the admin console"},
+      {{"proxy", "admin_users", "array of strings", "[]", true, true,
+        "users allowed on the admin console (virtual database \"pgwarden\", also \"pgbouncer\")"},
        strings_key(&S::admin_users),
-       is_empty_array},
-      {{"proxy", "metrics_listen", "string", "\"\"", false, false, "Prometheus /metrics address; \"\" = off"},
-       string_key(&S::metrics_listen),
-       is_empty_string},
+       {}},
+      {{"proxy", "metrics_listen", "string", "\"\"", false, true,
+        "\"host:port\" serving Prometheus /metrics (text format 0.0.4); \"\" = off"},
+       metrics_listen_key(),
+       {}},
+      {{"proxy", "metrics_tls_cert", "path", "\"\"", false, true,
+        "certificate chain (PEM) for /metrics over HTTPS; \"\" = plain HTTP"},
+       path_key(&S::metrics_tls_cert),
+       {}},
+      {{"proxy", "metrics_tls_key", "path", "\"\"", false, true, "private key (PEM) for metrics_tls_cert"},
+       path_key(&S::metrics_tls_key),
+       {}},
+      {{"proxy", "handover_socket", "path", "\"\"", false, true,
+        "Unix socket for rolling restarts: `pgwarden --takeover` started with the same config takes the "
+        "listening sockets over it while this process drains; \"\" = off"},
+       path_key(&S::handover_socket),
+       {}},
       {{"proxy", "proxy_protocol_from", "array of strings", "[]", true, true,
         "CIDRs of load balancers that must send a PROXY protocol v1 or v2 header (and only they may); the "
         "address in it is the client's for rules, limits, logs and audit"},
@@ -1273,7 +1293,118 @@ LoadResult parse(std::string_view toml_text, const std::filesystem::path& file_n
     r.diagnostics.push_back({position(e.source(), file_name.string()), std::string(e.description())});
     return r;
   }
-  return Parser(file_name).run(root);
+  LoadResult r = Parser(file_name).run(root);
+  if (r.config) r.config->source = std::make_shared<const std::string>(toml_text);
+  return r;
+}
+
+std::string parse_listen_address(std::string_view text, ListenAddress& out) {
+  return parse_listen(text, out);
+}
+
+namespace {
+
+// PgBouncer's names for the keys an operator most often SETs.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 13> pgbouncer_names{{
+    {"default_pool_size", "pool.default_size"},
+    {"min_pool_size", "pool.min_size"},
+    {"reserve_pool_size", "pool.reserve_size"},
+    {"reserve_pool_timeout", "pool.reserve_timeout"},
+    {"pool_mode", "pool.mode"},
+    {"max_db_connections", "pool.max_db_connections"},
+    {"max_user_connections", "pool.max_user_connections"},
+    {"server_lifetime", "pool.server_lifetime"},
+    {"server_idle_timeout", "pool.server_idle_timeout"},
+    {"query_wait_timeout", "pool.query_wait_timeout"},
+    {"client_idle_timeout", "pool.client_idle_timeout"},
+    {"idle_transaction_timeout", "pool.idle_transaction_timeout"},
+    {"max_client_conn", "proxy.max_client_conn"},
+}};
+
+std::string node_text(const toml::node& n) {
+  if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
+  std::ostringstream out;
+  n.visit([&](const auto& v) { out << v; });
+  return out.str();
+}
+
+}  // namespace
+
+LoadResult with_setting(const Config& base, std::string_view key, std::string_view value) {
+  auto fail = [&](std::string message) {
+    LoadResult r;
+    r.diagnostics.push_back({Position{"SET", 1, 1}, std::move(message)});
+    return r;
+  };
+  std::string name(key);
+  bool pgbouncer_name = false;
+  for (const auto& [from, to] : pgbouncer_names) {
+    if (key == from) {
+      name = to;
+      pgbouncer_name = true;
+    }
+  }
+  auto dot = name.find('.');
+  if (dot == std::string::npos) return fail("unknown key \"" + name + "\": write it as section.name");
+  std::string_view section = std::string_view(name).substr(0, dot);
+  std::string_view leaf = std::string_view(name).substr(dot + 1);
+  const auto keys = key_reference();
+  auto it = std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) {
+    return k.section == section && k.name == leaf && section != "database" && section != "access";
+  });
+  if (it == keys.end()) return fail("unknown key \"" + name + "\"");
+  if (!it->reloadable) return fail(name + " needs a restart: change it in the config file");
+  std::string text(value);
+  if (pgbouncer_name && it->type == "duration" && !text.empty() &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    text = "\"" + text + "s\"";  // PgBouncer's durations are seconds
+  }
+  toml::table assignment;
+  toml::table root;
+  try {
+    const std::string line = "v = " + text;
+    assignment = toml::parse(std::string_view(line), std::string_view("SET"));
+    root = toml::parse(base.source ? *base.source : std::string(), base.path.string());
+  } catch (const toml::parse_error& e) {
+    return fail("invalid value for " + name + ": " + std::string(e.description()));
+  }
+  const toml::node* v = assignment.get("v");
+  if (v == nullptr || assignment.size() != 1) return fail("invalid value for " + name);
+  toml::table* t = root.get_as<toml::table>(section);
+  if (t == nullptr) {
+    root.insert_or_assign(section, toml::table{});
+    t = root.get_as<toml::table>(section);
+  }
+  v->visit([&](const auto& node) { t->insert_or_assign(leaf, node); });
+  std::ostringstream serialized;
+  serialized << root;
+  LoadResult r = parse(serialized.str(), base.path);
+  for (auto& d : r.diagnostics)
+    d.where = Position{"SET", 1, 1};
+  return r;
+}
+
+std::vector<ConfigRow> config_rows(const Config& config) {
+  toml::table root;
+  if (config.source) {
+    try {
+      root = toml::parse(*config.source, config.path.string());
+    } catch (const toml::parse_error&) {  // it parsed when it was loaded; an empty table shows the defaults
+    }
+  }
+  std::vector<ConfigRow> out;
+  for (const auto& k : key_reference()) {
+    if (k.section == "database" || k.section == "access") continue;
+    ConfigRow row{
+        std::string(k.section) + "." + std::string(k.name), {}, std::string(k.default_value), k.reloadable};
+    if (row.default_value.size() >= 2 && row.default_value.front() == '"') {
+      row.default_value = row.default_value.substr(1, row.default_value.size() - 2);
+    }
+    const toml::node* n = root.at_path(row.key).node();
+    row.value = n != nullptr ? node_text(*n) : row.default_value;
+    out.push_back(std::move(row));
+  }
+  return out;
 }
 
 LoadResult load(const std::filesystem::path& file) {

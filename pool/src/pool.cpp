@@ -50,7 +50,8 @@ Pool::Pool(PoolManager& manager, std::string database, std::string user, PoolLim
     : manager_(manager),
       database_(std::move(database)),
       user_(std::move(user)),
-      core_(limits, manager.workers(), slots) {}
+      core_(limits, manager.workers(), slots),
+      counters_(manager.workers()) {}
 
 void Pool::set_connect_request(ConnectRequest request) {
   std::lock_guard lock(mutex_);
@@ -65,8 +66,33 @@ void Pool::set_connect_request(ConnectRequest request) {
 }
 
 void Pool::set_limits(PoolLimits limits) {
+  std::vector<std::shared_ptr<ServerConnection>> to_close;
+  {
+    std::lock_guard lock(mutex_);
+    core_.set_limits(limits);
+    to_close = core_.trim(core_.cap());
+    unsigned n = core_.replan(Clock::now());
+    for (unsigned i = 0; i < n; ++i)
+      launch_locked(1, (next_worker_++) % manager_.workers());
+  }
+  for (auto& c : to_close)
+    close_later(std::move(c));
+  if (!to_close.empty()) manager_.slot_freed(database_, user_, this);
+}
+
+PoolLimits Pool::limits() const {
   std::lock_guard lock(mutex_);
-  core_.set_limits(limits);
+  return core_.limits();
+}
+
+std::vector<Pool::IdleServer> Pool::idle_servers() const {
+  std::vector<IdleServer> out;
+  std::lock_guard lock(mutex_);
+  core_.for_each_idle([&](const auto& idle) {
+    const ServerConnection& c = *idle.handle;
+    out.push_back({c.endpoint, c.backend_key.process_id, c.stream.is_tls(), idle.created, idle.idle_since});
+  });
+  return out;
 }
 
 void Pool::close_later(std::shared_ptr<ServerConnection> c) {

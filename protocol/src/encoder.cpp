@@ -230,6 +230,26 @@ void command_complete(Encoder& e, std::string_view tag) {
   e.begin(backend::command_complete).cstring(tag).end();
 }
 
+void row_description(Encoder& e, std::span<const ColumnDescription> columns) {
+  e.begin(backend::row_description).i16(static_cast<std::int16_t>(columns.size()));
+  for (const auto& c : columns) {
+    e.cstring(c.name).i32(0).i16(0).i32(c.type_oid).i16(c.type_size).i32(-1).i16(0);
+  }
+  e.end();
+}
+
+void data_row(Encoder& e, std::span<const std::optional<std::string_view>> values) {
+  e.begin(backend::data_row).i16(static_cast<std::int16_t>(values.size()));
+  for (const auto& v : values) {
+    if (!v) {
+      e.i32(-1);
+    } else {
+      e.i32(static_cast<std::int32_t>(v->size())).raw(*v);
+    }
+  }
+  e.end();
+}
+
 void empty_query_response(Encoder& e) {
   e.begin(backend::empty_query_response).end();
 }

@@ -71,4 +71,12 @@ const protocol::UserSecret* AuthStore::find(std::string_view user) const noexcep
   return it == users_.end() ? nullptr : &it->second;
 }
 
+std::vector<std::string> AuthStore::names() const {
+  std::vector<std::string> out;
+  out.reserve(users_.size());
+  for (const auto& [name, secret] : users_)
+    out.push_back(name);
+  return out;
+}
+
 }  // namespace pgw::proxy

@@ -29,6 +29,7 @@ class AuthStore {
 
   const protocol::UserSecret* find(std::string_view user) const noexcept;
   std::size_t size() const noexcept { return users_.size(); }
+  std::vector<std::string> names() const;
 
  private:
   struct Hash {

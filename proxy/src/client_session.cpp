@@ -7,6 +7,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "admin.hpp"
 #include "pgw/audit/sql.hpp"
 #include "pgw/protocol/client_auth.hpp"
 #include "pgw/protocol/framer.hpp"
@@ -83,12 +84,19 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       login_deadline_(worker.io().get_executor()),
       handshake_deadline_(worker.io().get_executor()) {
   via_proxy_ = via_proxy;
+  server_.session_created();
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
   log_.set_session(server.next_session_id(), ec ? std::string("?") : endpoint_text(remote));
   if (!ec) {
     peer_address_ = remote.address().to_string();
+    peer_port_ = remote.port();
     if (auto ip = config::parse_ip(peer_address_)) peer_ip_ = *ip;
+  }
+  boost::system::error_code lec;
+  if (auto local = client_.socket().local_endpoint(lec); !lec) {
+    local_addr_ = local.address().to_string();
+    local_port_ = local.port();
   }
   if (audit::AuditLog* log = server.audit()) {
     audit_ = std::make_unique<SessionAudit>(*log, worker.classifier(), server.audit_settings(),
@@ -107,6 +115,8 @@ ClientSession::~ClientSession() {
   if (admitted_) server_.client_left();
   if (counted_address_) server_.address_limits().release(*counted_address_);
   if (names_counted_) server_.name_limits().release(database_, user_);
+  if (counters_ != nullptr) counters_->add_clients(-1);
+  server_.session_destroyed();
 }
 
 asio::awaitable<void> ClientSession::run(std::shared_ptr<ClientSession> self) {
@@ -136,6 +146,13 @@ asio::awaitable<void> ClientSession::run_session() {
   if (ok) ok = co_await negotiate();
   handshake_deadline_.cancel();
   if (ok) ok = co_await authenticate();
+  if (ok && admin_) {
+    login_deadline_.cancel();
+    co_await admin_loop();
+    co_await finish(SessionEnd::client_closed);
+    worker_.remove(registration_);
+    co_return;
+  }
   if (ok) ok = co_await join_pool();
   if (ok) ok = co_await login_to_server();
   bool timed_out = login_deadline_.fired();
@@ -180,6 +197,7 @@ asio::awaitable<bool> ClientSession::write_client(std::span<const std::uint8_t> 
 asio::awaitable<bool> ClientSession::refuse(std::string_view sqlstate, std::string message,
                                             std::string detail, std::string hint) {
   log_.info("refused ({}): {}{}{}", sqlstate, message, detail.empty() ? "" : ": ", detail);
+  server_.events().count(auth_failure_ ? EventFamily::auth_failures : EventFamily::refusals, sqlstate);
   if (audit_ && !connected_) audit_->login_refused(sqlstate, message, auth_failure_);
   out_.clear();
   Encoder e(out_);
@@ -241,6 +259,7 @@ asio::awaitable<bool> ClientSession::read_proxy_header() {
     std::string shown =
         peer_address_.find(':') != std::string::npos ? "[" + peer_address_ + "]" : peer_address_;
     log_.set_session(log_.id(), shown + ":" + std::to_string(src.port));
+    peer_port_ = src.port;
     log_.debug("PROXY v{} header from load balancer {}", static_cast<int>(r.header.version), balancer);
     if (audit_) {
       audit_->identity().client_addr = peer_address_;
@@ -305,12 +324,15 @@ asio::awaitable<bool> ClientSession::negotiate() {
     if (auto ec = co_await client_.handshake_as_server(rt_->client_tls.get())) {
       log_.info("TLS handshake failed: {}",
                 client_.error_detail().empty() ? ec.message() : client_.error_detail());
+      server_.events().count(EventFamily::tls_handshakes, "failed");
       co_return false;
     }
     if (client_.alpn() != tls::alpn_postgresql) {
       log_.info("direct TLS connection without ALPN \"postgresql\"; closing as PostgreSQL 17 does");
+      server_.events().count(EventFamily::tls_handshakes, "no_alpn");
       co_return false;
     }
+    server_.events().count(EventFamily::tls_handshakes, "ok");
     tls_negotiated = true;
   }
   InitialPacket packet;
@@ -374,8 +396,10 @@ asio::awaitable<bool> ClientSession::negotiate() {
         if (auto ec = co_await client_.handshake_as_server(rt_->client_tls.get())) {
           log_.info("TLS handshake failed: {}",
                     client_.error_detail().empty() ? ec.message() : client_.error_detail());
+          server_.events().count(EventFamily::tls_handshakes, "failed");
           co_return false;
         }
+        server_.events().count(EventFamily::tls_handshakes, "ok");
         continue;
       }
       case InitialPacketKind::startup:
@@ -403,7 +427,10 @@ asio::awaitable<bool> ClientSession::negotiate() {
                                            std::to_string(cfg.proxy.max_client_conn) + ") is reached");
   }
   admitted_ = true;
-  if (server_.draining()) co_return co_await refuse("57P03", "pgwarden is shutting down");
+  // A rolling restart lets logins already under way finish here: the new process has the listeners.
+  if (server_.draining() && !server_.handing_over()) {
+    co_return co_await refuse("57P03", "pgwarden is shutting down");
+  }
   unsigned per_address = cfg.proxy.max_client_conn_per_address;
   if (per_address > 0) {  // 0: max_client_conn, which is already enforced
     if (!server_.address_limits().add_connection(peer_ip_, per_address)) {
@@ -507,6 +534,7 @@ asio::awaitable<bool> ClientSession::authenticate() {
   }
   // Unknown databases are reported after authentication, as PostgreSQL does, so they reveal nothing earlier.
   db_ = cfg.find_database(database_);
+  const bool admin_database = db_ == nullptr && is_admin_database(cfg, database_);
   config::AuthMethod method = rule_method_.value_or(cfg.auth.type);
   // Each case returns on failure and breaks once the client has proved who it is.
   switch (method) {
@@ -557,6 +585,15 @@ asio::awaitable<bool> ClientSession::authenticate() {
     }
   }
   server_.login_backoff().succeeded(peer_address_);
+  if (admin_database) {
+    const auto& admins = cfg.proxy.admin_users;
+    if (std::find(admins.begin(), admins.end(), user_) == admins.end()) {
+      co_return co_await refuse("42501", "user \"" + user_ + "\" may not use the admin console",
+                                "proxy.admin_users does not list \"" + user_ + "\"");
+    }
+    admin_ = true;
+    co_return true;
+  }
   if (db_ == nullptr)
     co_return co_await refuse("3D000", "database \"" + database_ + "\" does not exist",
                               "pgwarden has no [[database]] named \"" + database_ + "\"");
@@ -632,6 +669,8 @@ asio::awaitable<bool> ClientSession::join_pool() {
   pool::PoolLimits limits = pool_limits(db_->pool);
   pool_ = server_.pools().get(db_->name, server_user_, limits, db_->pool.max_db_connections,
                               db_->pool.max_user_connections, [&] { return req; });
+  counters_ = &pool_->counters().shard(worker_.index());
+  counters_->add_clients(1);
   co_return true;
 }
 
@@ -734,7 +773,7 @@ asio::awaitable<std::string> ClientSession::settle(std::shared_ptr<pool::ServerC
 
 asio::awaitable<bool> ClientSession::login_to_server() {
   ticket_ = std::make_shared<pool::Pool::Ticket>();
-  auto r = co_await pool_->acquire(worker_.index(), worker_.io().get_executor(), ticket_);
+  auto r = co_await acquire_server();
   std::string server_name = db_->host + ":" + std::to_string(db_->port);
   switch (r.status) {
     case pool::AcquireResult::Status::ok:
@@ -847,6 +886,17 @@ bool ClientSession::idle_point() const noexcept {
 
 void ClientSession::drain() {
   draining_ = true;
+  if (admin_) {
+    // Between commands the console is told now; in the middle of one, after its answer (admin_loop).
+    if (admin_idle_) {
+      send_fatal_best_effort("57P01", "terminating connection due to administrator command");
+      client_.close();
+    }
+    return;
+  }
+  // Rolling restart: closed after its next transaction, or once idle for a second (check_timeouts), so a
+  // client that just logged in gets to run what it came for.
+  if (server_.handing_over()) return;
   if (idle_point()) {
     wake_reason_ = SessionEnd::drained;
     wake_.cancel();
@@ -870,7 +920,11 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   bool attached = server_conn_ != nullptr;
   bool in_transaction = attached && server_conn_->tracker.idle() &&
                         server_conn_->tracker.status() != backend::TransactionStatus::idle;
-  if (p.idle_transaction_timeout.count() > 0 && in_transaction && idle_for >= p.idle_transaction_timeout) {
+  if (draining_ && server_.handing_over() && idle_point() && idle_for >= std::chrono::seconds(1)) {
+    wake_reason_ = SessionEnd::drained;
+    wake_.cancel();
+  } else if (p.idle_transaction_timeout.count() > 0 && in_transaction &&
+             idle_for >= p.idle_transaction_timeout) {
     wake_reason_ = SessionEnd::idle_transaction_timeout;
     wake_.cancel();
   } else if (p.client_idle_timeout.count() > 0 && idle_point() && idle_for >= p.client_idle_timeout) {
@@ -888,14 +942,82 @@ asio::awaitable<SessionEnd> ClientSession::relay() {
   using namespace asio::experimental::awaitable_operators;
   in_relay_ = true;
   last_activity_ = pool::Clock::now();
-  if (draining_ && idle_point()) co_return SessionEnd::drained;
+  if (draining_ && !server_.handing_over() && idle_point()) co_return SessionEnd::drained;
   auto result = co_await (frontend_loop() || backend_loop() || wait_for_wake());
   in_relay_ = false;
   co_return std::visit([](SessionEnd e) { return e; }, result);
 }
 
-asio::awaitable<SessionEnd> ClientSession::attach() {
+asio::awaitable<pool::AcquireResult> ClientSession::acquire_server() {
+  const auto started = pool::Clock::now();
+  waiting_since_ = started;
+  if (server_.paused(db_->name)) {
+    // PAUSE, SUSPEND, KILL: new work waits for RESUME, within query_wait_timeout.
+    const auto limit = db_->pool.query_wait_timeout;
+    asio::steady_timer t(worker_.io());
+    while (server_.paused(db_->name)) {
+      if ((limit.count() > 0 && pool::Clock::now() - started >= limit) || !client_.is_open()) {
+        waiting_since_.reset();
+        co_return pool::AcquireResult{pool::AcquireResult::Status::timeout, nullptr, {}, {}};
+      }
+      t.expires_after(std::chrono::milliseconds(20));
+      auto [ec] = co_await t.async_wait(use_tuple);
+      if (ec) {
+        waiting_since_.reset();
+        co_return pool::AcquireResult{pool::AcquireResult::Status::cancelled, nullptr, {}, {}};
+      }
+    }
+  }
   auto r = co_await pool_->acquire(worker_.index(), worker_.io().get_executor(), ticket_);
+  waiting_since_.reset();
+  counters_->add_wait(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - started).count()));
+  co_return r;
+}
+
+SessionInfo ClientSession::info() const {
+  SessionInfo i;
+  i.id = log_.id();
+  i.user = user_;
+  i.database = database_;
+  i.admin = admin_;
+  i.state = !connected_ ? "login" : waiting_since_ ? "waiting" : "active";
+  i.addr = peer_address_;
+  i.port = peer_port_;
+  boost::system::error_code ec;
+  i.local_addr = local_addr_;
+  i.local_port = local_port_;
+  const auto now = pool::Clock::now();
+  const auto now_sys = std::chrono::system_clock::now();
+  auto to_sys = [&](pool::Clock::time_point t) {
+    return now_sys - std::chrono::duration_cast<std::chrono::system_clock::duration>(now - t);
+  };
+  i.connect_time = connect_time_;
+  i.request_time = to_sys(last_activity_);
+  if (waiting_since_) {
+    i.wait_us = std::chrono::duration_cast<std::chrono::microseconds>(now - *waiting_since_).count();
+  }
+  if (client_.is_tls()) i.tls = client_.info().version;
+  if (const Setting* app = find_setting(settings_, "application_name")) i.application_name = app->value;
+  if (server_conn_) {
+    ServerLinkInfo s;
+    s.addr = server_conn_->endpoint.address().to_string();
+    s.port = server_conn_->endpoint.port();
+    auto sl = server_conn_->stream.socket().local_endpoint(ec);
+    if (!ec) {
+      s.local_addr = sl.address().to_string();
+      s.local_port = sl.port();
+    }
+    s.backend_pid = server_conn_->backend_key.process_id;
+    if (server_conn_->stream.is_tls()) s.tls = server_conn_->stream.info().version;
+    s.connect_time = to_sys(server_conn_->created);
+    i.server = std::move(s);
+  }
+  return i;
+}
+
+asio::awaitable<SessionEnd> ClientSession::attach() {
+  auto r = co_await acquire_server();
   switch (r.status) {
     case pool::AcquireResult::Status::ok:
       break;
@@ -1309,6 +1431,7 @@ asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
     }
     client_in_.commit(n);
     last_activity_ = pool::Clock::now();
+    counters_->add(pool::PoolCounter::received, n);
     std::size_t pos = 0;
     std::size_t needed = 0;
     range_start_ = range_end_ = 0;
@@ -1370,6 +1493,8 @@ asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
         if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
       }
       if (!bytes.empty()) {
+        if (query_started_ == pool::Clock::time_point{}) query_started_ = last_activity_;
+        if (xact_started_ == pool::Clock::time_point{}) xact_started_ = last_activity_;
         frontend_writing_ = true;
         auto wec = co_await server_conn_->stream.write_all(bytes);
         frontend_writing_ = false;
@@ -1503,6 +1628,8 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
             audit_->on_parameter(ps.name, ps.value);
           }
         }
+      } else if (type == backend::ready_for_query && v.to_client) {
+        count_ready(body, tracker.idle());
       } else if (type == backend::command_complete) {
         backend::CommandComplete cc;
         if (decode(body, cc) == Error::none) {
@@ -1548,6 +1675,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
     }
     if (!out.empty()) {
+      counters_->add(pool::PoolCounter::sent, out.size());
       bool ok = true;
       if (outbox_.empty() && !client_writing_) {
         ok = co_await write_client_direct(out);
@@ -1578,6 +1706,24 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       co_return SessionEnd::none;
     }
     if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
+  }
+}
+
+void ClientSession::count_ready(Bytes body, bool nothing_pending) {
+  using pool::PoolCounter;
+  const auto now = pool::Clock::now();
+  auto us = [&](pool::Clock::time_point since) {
+    if (since == pool::Clock::time_point{}) return std::uint64_t{0};
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - since).count());
+  };
+  counters_->add(PoolCounter::query_count, 1);
+  counters_->add(PoolCounter::query_time_us, us(query_started_));
+  query_started_ = nothing_pending ? pool::Clock::time_point{} : now;
+  if (!body.empty() && body[0] == static_cast<std::uint8_t>(backend::TransactionStatus::idle)) {
+    counters_->add(PoolCounter::xact_count, 1);
+    counters_->add(PoolCounter::xact_time_us, us(xact_started_));
+    xact_started_ = nothing_pending ? pool::Clock::time_point{} : now;
   }
 }
 

@@ -25,6 +25,7 @@
 #include "server.hpp"
 #include "session_audit.hpp"
 #include "session_end.hpp"
+#include "session_info.hpp"
 
 namespace pgw::proxy {
 
@@ -54,6 +55,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void check_timeouts(pool::Clock::time_point now);
   // After a reload: closes the client with 28000 if the new access rules no longer allow it.
   void revoke_if_refused(const Runtime& rt);
+  // Admin KILL of this client's database: closed now with 57P01.
+  void kill() { force_close(); }
+  // For SHOW CLIENTS / SERVERS.
+  SessionInfo info() const;
+  const std::string& database() const noexcept { return database_; }
 
  private:
   asio::awaitable<void> run_session();
@@ -74,6 +80,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<bool> join_pool();
   asio::awaitable<bool> login_to_server();
   asio::awaitable<void> handle_cancel(protocol::CancelRequest key);
+  // An admin user on the virtual database "pgwarden": the console instead of a pool (admin.cpp).
+  asio::awaitable<void> admin_loop();
+  // Waits for a server connection of the pool, counting the wait; paused databases wait for RESUME first.
+  asio::awaitable<pool::AcquireResult> acquire_server();
 
   // Relay phase.
   asio::awaitable<SessionEnd> relay();
@@ -83,6 +93,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<SessionEnd> wait_for_wake();
   asio::awaitable<SessionEnd> attach();
   void detach_and_release(bool reusable);
+  // A ReadyForQuery on its way to the client: a request answered, perhaps a transaction ended.
+  void count_ready(protocol::Bytes body, bool nothing_pending);
   asio::awaitable<void> finish(SessionEnd end);
 
   // Sends pgwarden's own requests (settings, reset, rollback) and reads the answers, swallowed, until the
@@ -149,7 +161,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<Server::AddressVerdict>
       early_refusal_;  // behind a load balancer: answered at the first packet
 
+  bool admin_ = false;       // on the admin console
+  bool admin_idle_ = false;  // the console waits for the next command
+  std::chrono::system_clock::time_point connect_time_ = std::chrono::system_clock::now();
+  std::uint16_t peer_port_ = 0;
+  std::string local_addr_;  // the listener's address the client reached
+  std::uint16_t local_port_ = 0;
+  std::optional<pool::Clock::time_point> waiting_since_;  // waiting for a server connection
+
   std::shared_ptr<pool::Pool> pool_;
+  pool::CounterShard* counters_ = nullptr;               // this worker's shard of the pool's counters
+  pool::Clock::time_point query_started_{};              // the oldest request not yet answered; {} = none
+  pool::Clock::time_point xact_started_{};               // the transaction's first request; {} = none open
   std::shared_ptr<pool::ServerConnection> server_conn_;  // attached now
   std::shared_ptr<pool::Pool::Ticket> ticket_;
   pool::ClientStatements statements_;

@@ -3,13 +3,18 @@
 
 #include <boost/program_options.hpp>
 
+#include <array>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <optional>
 #include <vector>
 
+#include "handover.hpp"
 #include "log.hpp"
 #include "pgw/audit/log.hpp"
+#include "pgw/config/pgbouncer_import.hpp"
 #include "runtime.hpp"
 #include "server.hpp"
 
@@ -24,11 +29,14 @@ constexpr const char* usage_text =
     "Usage:\n"
     "  pgwarden --config FILE            run in the foreground (logs on stderr)\n"
     "  pgwarden --config FILE --check    validate the config and every file it names\n"
+    "  pgwarden --config FILE --takeover rolling restart: take the listeners of the pgwarden running with\n"
+    "                                    this config (proxy.handover_socket); it drains and exits\n"
     "  pgwarden --config-reference       print the configuration key table (Markdown)\n"
     "  pgwarden --version | --help\n"
     "  pgwarden audit verify [--hmac-key-file KEY] [--checkpoints FILE]... LOG...\n"
     "                                    check audit logs' hash chains (rotated files, several instances)\n"
-    "  pgwarden import-pgbouncer INI [USERLIST]  (not supported yet by this build)\n\n"
+    "  pgwarden import-pgbouncer PGBOUNCER_INI [USERLIST]\n"
+    "                                    print the equivalent TOML; keys not taken over go to stderr\n\n"
     "Signals: SIGHUP reloads config, auth file and certificates; SIGTERM/SIGINT drain (a second one exits "
     "now).\n";
 
@@ -128,6 +136,111 @@ int audit_verify(int argc, char** argv) {
   }
 }
 
+constexpr const char* import_pgbouncer_usage =
+    "Usage: pgwarden import-pgbouncer PGBOUNCER_INI [USERLIST]\n"
+    "  Prints the equivalent pgwarden TOML on stdout; every PgBouncer key it does not take over is\n"
+    "  listed on stderr as FILE:LINE: key: why. USERLIST (PgBouncer's auth_file) becomes auth.file,\n"
+    "  its path written as given: write the TOML into the directory you run this from, or give\n"
+    "  absolute paths.\n"
+    "Exit 0: converted; 1: a file cannot be read or parsed (FILE:LINE:COL: message); 2: usage error.\n";
+
+// A whole text file of at most `limit` bytes, or nullopt with `error` saying why.
+std::optional<std::string> read_text_file(const std::filesystem::path& path, std::size_t limit,
+                                          std::string& error) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    error = "No such file or directory";
+    return std::nullopt;
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    error = "Is a directory";
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "Permission denied or unreadable";
+    return std::nullopt;
+  }
+  std::string text;
+  std::array<char, 65536> chunk{};
+  while (in && text.size() <= limit) {
+    in.read(chunk.data(), chunk.size());
+    text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) {
+    error = "read error";
+    return std::nullopt;
+  }
+  if (text.size() > limit) {
+    error = "larger than " + std::to_string(limit >> 20) + " MB";
+    return std::nullopt;
+  }
+  return text;
+}
+
+// `pgwarden import-pgbouncer`: exit 0 with the TOML on stdout (notes on stderr), 1 naming what cannot be
+// read.
+int import_pgbouncer(int argc, char** argv) {
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << import_pgbouncer_usage;
+      return 0;
+    }
+    if (arg.starts_with("-")) {
+      std::cerr << "pgwarden import-pgbouncer: unknown option " << arg << "\n\n" << import_pgbouncer_usage;
+      return 2;
+    }
+    files.emplace_back(arg);
+  }
+  if (files.empty() || files.size() > 2) {
+    std::cerr << "pgwarden import-pgbouncer: name a pgbouncer.ini and optionally its auth file\n\n"
+              << import_pgbouncer_usage;
+    return 2;
+  }
+  try {
+    config::PgbouncerImportOptions options;
+    options.ini_name = files[0];
+    std::string why;
+    auto ini = read_text_file(files[0], config::pgbouncer_ini_max_size, why);
+    if (!ini) {
+      std::cerr << files[0] << ":1:1: cannot read the file: " << why << "\n";
+      return 1;
+    }
+    if (files.size() == 2) {
+      auto userlist = read_text_file(files[1], config::pgbouncer_ini_max_size, why);
+      if (!userlist) {
+        std::cerr << files[1] << ":1:1: cannot read the auth file: " << why << "\n";
+        return 1;
+      }
+      options.userlist_name = files[1];
+      options.userlist_text = std::move(*userlist);
+    }
+    // PgBouncer reads a relative %include from its working directory; failing that, the ini's directory.
+    const std::filesystem::path ini_dir = std::filesystem::path(files[0]).parent_path();
+    options.read_include = [ini_dir](const std::string& name, std::string& error) {
+      auto text = read_text_file(name, config::pgbouncer_ini_max_size, error);
+      if (!text && std::filesystem::path(name).is_relative() && !ini_dir.empty()) {
+        std::string second;
+        text = read_text_file(ini_dir / name, config::pgbouncer_ini_max_size, second);
+      }
+      return text;
+    };
+    const config::PgbouncerImportResult result = config::import_pgbouncer(*ini, options);
+    for (const auto& d : result.errors)
+      std::cerr << d.to_string() << "\n";
+    if (!result.ok()) return 1;
+    std::cout << result.toml;
+    for (const auto& n : result.notes)
+      std::cerr << n.to_string() << "\n";
+    return 0;
+  } catch (const std::exception& e) {  // out of memory: nothing was converted
+    std::cerr << "pgwarden import-pgbouncer: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,14 +249,13 @@ int main(int argc, char** argv) {
     std::cerr << "pgwarden audit: expected the subcommand 'verify'\n\n" << audit_verify_usage;
     return 2;
   }
-  if (argc >= 2 && std::string_view(argv[1]) == "import-pgbouncer") {
-    std::cerr << "pgwarden: '" << argv[1] << "' is not supported yet by this build\n";
-    return 2;
-  }
+  if (argc >= 2 && std::string_view(argv[1]) == "import-pgbouncer")
+    return import_pgbouncer(argc - 1, argv + 1);
   po::options_description opts("Options");
   opts.add_options()("config,c", po::value<std::string>(), "configuration file (TOML)")(
-      "check", "validate the configuration and exit")("config-reference", "print the configuration keys")(
-      "version,V", "print the version")("help,h", "print this help");
+      "check", "validate the configuration and exit")("takeover", "take over from the running pgwarden")(
+      "config-reference", "print the configuration keys")("version,V", "print the version")(
+      "help,h", "print this help");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -178,7 +290,25 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error code, not a signal
   log::setup(runtime->config->log);
   try {
-    Server server(runtime);
+    std::vector<int> listeners;
+    const auto& px = runtime->config->proxy;
+    if (vm.count("takeover")) {
+      if (px.handover_socket.empty()) {
+        spdlog::critical("--takeover needs proxy.handover_socket in {}", path);
+        return 1;
+      }
+      spdlog::info("rolling restart: taking over from the pgwarden at {}", px.handover_socket.string());
+      // Its drain takes at most shutdown_timeout; connections wait in the listeners' backlog meanwhile.
+      listeners = handover::take_over(px.handover_socket, px.shutdown_timeout + std::chrono::seconds(15));
+      spdlog::info("rolling restart: the previous process has exited; serving");
+    } else if (!px.handover_socket.empty() && handover::someone_listens(px.handover_socket)) {
+      spdlog::critical(
+          "another pgwarden runs with {} (proxy.handover_socket {}); start with --takeover for a "
+          "rolling restart",
+          path, px.handover_socket.string());
+      return 1;
+    }
+    Server server(runtime, std::move(listeners));
     return server.run();
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());

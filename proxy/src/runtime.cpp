@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "metrics_http.hpp"
+
 namespace pgw::proxy {
 
 pool::ConnectRequest connect_request(const Runtime& rt, const config::DatabaseSettings& db,
@@ -73,6 +75,17 @@ RuntimeResult build_runtime(std::shared_ptr<const config::Config> cfg) {
       r.diagnostics.insert(r.diagnostics.end(), hba.diagnostics.begin(), hba.diagnostics.end());
       rt->access = std::make_shared<const std::vector<config::AccessRule>>(std::move(hba.rules));
     }
+  }
+  const auto& px = cfg->proxy;
+  if (px.metrics_tls_cert.empty() != px.metrics_tls_key.empty()) {
+    r.diagnostics.push_back(
+        {cfg->position_of(px.metrics_tls_cert.empty() ? "proxy.metrics_tls_key" : "proxy.metrics_tls_cert"),
+         "proxy.metrics_tls_cert and proxy.metrics_tls_key go together"});
+  } else if (!px.metrics_tls_cert.empty()) {
+    auto metrics = make_metrics_tls_context(px.metrics_tls_cert, px.metrics_tls_key);
+    for (const auto& p : metrics.problems)
+      r.diagnostics.push_back({cfg->position_of("proxy.metrics_tls_" + p.key), p.message});
+    rt->metrics_tls = metrics.context;
   }
   for (const auto& c : cfg->proxy.proxy_protocol_from) {
     if (auto cidr = config::Cidr::parse(c)) rt->proxy_protocol_from.push_back(*cidr);

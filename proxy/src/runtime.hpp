@@ -22,6 +22,7 @@ struct Runtime {
   // [[access]] rules or the hba file's; null when neither is configured (every address allowed).
   std::shared_ptr<const std::vector<config::AccessRule>> access;
   std::vector<config::Cidr> proxy_protocol_from;  // load balancers that must send a PROXY header
+  tls::ContextPtr metrics_tls;                    // /metrics over HTTPS; null = plain HTTP or off
 };
 
 struct RuntimeResult {

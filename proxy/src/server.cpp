@@ -13,13 +13,21 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 #include "client_session.hpp"
+#include "handover.hpp"
 #include "log.hpp"
+#include "metrics_http.hpp"
+#include "systemd_notify.hpp"
 
 namespace pgw::proxy {
 
@@ -69,7 +77,8 @@ void Worker::janitor_step() {
   });
 }
 
-Server::Server(std::shared_ptr<const Runtime> runtime) : runtime_(std::move(runtime)) {
+Server::Server(std::shared_ptr<const Runtime> runtime, std::vector<int> inherited_listeners)
+    : runtime_(std::move(runtime)), inherited_listeners_(std::move(inherited_listeners)) {
   unsigned n = runtime_->config->proxy.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i)
@@ -102,11 +111,16 @@ Server::~Server() {
     // Objects bound to an io_context go before it; sessions still parked in a stopped io_context are
     // destroyed with it and reach back into cancels_ and clients_, which outlive workers_ here.
     acceptors_.clear();
+    handover_acceptor_.reset();
+    metrics_.reset();
+    stats_timer_.reset();
     signals_.reset();
     shutdown_timer_.reset();
     pools_.reset();
     // Its last durable callbacks post to the workers' io_contexts, which must still exist (threads joined).
     audit_.reset();
+    // The next process waits for this end to close: its audit log opens after ours is closed.
+    handover_peer_.reset();
     workers_.clear();
   } catch (const std::exception& e) {
     spdlog::error("stopping: {}", e.what());
@@ -139,9 +153,28 @@ void Server::client_left() {
   }
 }
 
-int Server::run() {
+void Server::bind_listeners(const config::Config& cfg) {
   auto& io0 = workers_[0]->io();
-  const auto& cfg = *runtime_->config;
+  if (!inherited_listeners_.empty()) {
+    // Rolling restart: the previous process's sockets, with whatever waits in their backlogs.
+    for (int fd : inherited_listeners_) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        throw std::runtime_error("a listener handed over is not a socket");
+      }
+      auto protocol = ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
+      auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io0);
+      boost::system::error_code ec;
+      acceptor->assign(protocol, fd, ec);
+      if (ec) throw std::runtime_error("cannot take over a listener: " + ec.message());
+      auto local = acceptor->local_endpoint(ec);
+      spdlog::info("took over the listener on {}:{}", local.address().to_string(), local.port());
+      acceptors_.push_back(std::move(acceptor));
+    }
+    inherited_listeners_.clear();
+    return;
+  }
   for (const auto& l : cfg.proxy.listen) {
     asio::ip::tcp::resolver resolver(io0);
     boost::system::error_code ec;
@@ -161,6 +194,35 @@ int Server::run() {
       spdlog::info("listening on {}", l.to_string());
       acceptors_.push_back(std::move(acceptor));
     }
+  }
+}
+
+int Server::run() {
+  auto& io0 = workers_[0]->io();
+  const auto& cfg = *runtime_->config;
+  bind_listeners(cfg);
+  if (!cfg.proxy.handover_socket.empty()) {
+    // main() made sure no live process owns it: what is there is left over from one that exited.
+    std::error_code ignored;
+    std::filesystem::remove(cfg.proxy.handover_socket, ignored);
+    handover_acceptor_ = std::make_unique<asio::local::stream_protocol::acceptor>(
+        io0, asio::local::stream_protocol::endpoint(cfg.proxy.handover_socket.string()));
+    ::chmod(cfg.proxy.handover_socket.c_str(), 0600);
+    asio::co_spawn(io0, handover_loop(), [](const std::exception_ptr& e) { log_exception(e, "handover"); });
+  }
+  if (!cfg.proxy.metrics_listen.empty()) {
+    config::ListenAddress l;
+    (void)config::parse_listen_address(cfg.proxy.metrics_listen, l);  // validated when the config loaded
+    asio::ip::tcp::resolver resolver(io0);
+    boost::system::error_code ec;
+    auto results = resolver.resolve(l.host, std::to_string(l.port), asio::ip::tcp::resolver::passive, ec);
+    if (ec || results.empty()) {
+      throw std::runtime_error("cannot resolve proxy.metrics_listen " + l.to_string() + ": " + ec.message());
+    }
+    metrics_ = std::make_unique<MetricsEndpoint>(io0, results.begin()->endpoint(), runtime_->metrics_tls,
+                                                 [this] { return render_metrics(); });
+    metrics_->start();
+    spdlog::info("serving /metrics on {}{}", l.to_string(), runtime_->metrics_tls ? " (HTTPS)" : "");
   }
   if (!runtime_->access) {
     spdlog::warn("no [[access]] rules and no auth.hba_file: every client address is allowed");
@@ -182,7 +244,12 @@ int Server::run() {
   };
   wait_signal(wait_signal);
   spdlog::info("pgwarden {} started with {} worker threads", PGW_VERSION, workers_.size());
+  // The listeners are bound and listening: connections made from now on wait in the backlog until the
+  // workers start a few lines below, so systemd may start the units ordered after this one.
+  systemd::notify_ready(fmt::format("serving with {} worker threads", workers_.size()));
   pools_->start_janitor(std::chrono::seconds(1));
+  stats_timer_ = std::make_unique<asio::steady_timer>(io0);
+  stats_period_step();
   for (auto& w : workers_)
     asio::post(w->io(), [worker = w.get()] { worker->start_janitor(); });
   for (auto& w : workers_)
@@ -329,40 +396,69 @@ void Server::on_signal(int sig) {
   begin_shutdown();
 }
 
-void Server::reload() {
+std::vector<config::Diagnostic> Server::reload() {
+  systemd::ReloadNotice reload_notice;  // RELOADING=1 now, READY=1 on every way out
   auto current = runtime();
   auto loaded = config::load(current->config->path);
   if (!loaded.config) {
     for (const auto& d : loaded.diagnostics)
       spdlog::error("reload refused: {}", d.to_string());
-    return;
+    return loaded.diagnostics;
   }
-  auto built = build_runtime(std::make_shared<const config::Config>(std::move(*loaded.config)));
+  return apply_config(std::make_shared<const config::Config>(std::move(*loaded.config)), "reloaded");
+}
+
+std::vector<config::Diagnostic> Server::set_key(std::string_view key, std::string_view value) {
+  systemd::ReloadNotice reload_notice;
+  auto r = config::with_setting(*runtime()->config, key, value);
+  if (!r.config) {
+    for (const auto& d : r.diagnostics)
+      spdlog::warn("SET {} = {} refused: {}", key, value, d.message);
+    return r.diagnostics;
+  }
+  return apply_config(std::make_shared<const config::Config>(std::move(*r.config)),
+                      fmt::format("SET {} = {}", key, value));
+}
+
+std::vector<config::Diagnostic> Server::apply_config(std::shared_ptr<const config::Config> config,
+                                                     std::string_view what) {
+  std::lock_guard reload_lock(reload_mutex_);  // SIGHUP and the admin console may race
+  auto current = runtime();
+  auto built = build_runtime(std::move(config));
   if (!built.runtime) {
     for (const auto& d : built.diagnostics)
-      spdlog::error("reload refused: {}", d.to_string());
-    return;
+      spdlog::error("{} refused: {}", what, d.to_string());
+    return built.diagnostics;
   }
-  const auto& old_cfg = *current->config;
   const auto& new_cfg = *built.runtime->config;
   // Keys that only take effect at start are reported, not silently ignored.
-  if (old_cfg.proxy.workers != new_cfg.proxy.workers)
-    spdlog::warn("reload: proxy.workers changes need a restart");
-  std::vector<std::string> a, b;
-  for (const auto& l : old_cfg.proxy.listen)
-    a.push_back(l.to_string());
-  for (const auto& l : new_cfg.proxy.listen)
-    b.push_back(l.to_string());
-  if (a != b) spdlog::warn("reload: proxy.listen changes need a restart");
+  auto old_rows = config::config_rows(*current->config);
+  auto new_rows = config::config_rows(new_cfg);
+  for (std::size_t i = 0; i < old_rows.size() && i < new_rows.size(); ++i) {
+    if (!new_rows[i].reloadable && old_rows[i].value != new_rows[i].value) {
+      spdlog::warn("{}: {} changed from {} to {}, which takes effect only after a restart", what,
+                   new_rows[i].key, old_rows[i].value, new_rows[i].value);
+    }
+  }
   log::set_level(new_cfg.log.level);
   {
     std::lock_guard lock(runtime_mutex_);
     runtime_ = built.runtime;
   }
   auth_query_.clear();  // auth.query or its user may have changed; secrets are looked up afresh
+  // Pool sizes and limits apply now: a smaller pool closes surplus idle connections, busy ones as they
+  // come back; a bigger one opens what its waiters need.
+  for (const auto& p : pools_->pools()) {
+    const config::DatabaseSettings* db = new_cfg.find_database(p->database());
+    if (db == nullptr) continue;  // removed: its clients keep their pool until they leave
+    auto request = [&] { return connect_request(*built.runtime, *db, p->user()); };
+    pools_->get(db->name, p->user(), pool_limits(db->pool), db->pool.max_db_connections,
+                db->pool.max_user_connections, request);
+  }
   if (new_cfg.proxy.revoke_on_reload) revoke_refused_clients();
-  spdlog::info("reloaded {} (auth file: {} users); new connections use it", new_cfg.path.string(),
+  spdlog::info("{} {} (auth file: {} users); new connections use it", what, new_cfg.path.string(),
                built.runtime->auth->size());
+  return {};
 }
 
 void Server::revoke_refused_clients() {
@@ -376,6 +472,7 @@ void Server::revoke_refused_clients() {
 }
 
 void Server::begin_shutdown() {
+  systemd::notify_stopping();
   draining_.store(true, std::memory_order_release);
   auto timeout = runtime()->config->proxy.shutdown_timeout;
   spdlog::info("shutting down: {} clients; waiting up to {} ms for open transactions", clients_.load(),
@@ -407,8 +504,53 @@ void Server::force_close_all() {
   }
 }
 
+void Server::session_destroyed() {
+  sessions_alive_.fetch_sub(1, std::memory_order_acq_rel);
+  if (draining() && !stopped_.load(std::memory_order_acquire)) {
+    asio::post(workers_[0]->io(), [this] { maybe_finish(); });
+  }
+}
+
+asio::awaitable<void> Server::handover_loop() {
+  for (;;) {
+    auto accepted = co_await handover_acceptor_->async_accept(use_tuple);
+    if (std::get<0>(accepted)) co_return;  // closed: shutting down
+    asio::local::stream_protocol::socket peer = std::move(std::get<1>(accepted));
+    std::array<char, 32> buf{};
+    asio::steady_timer deadline(peer.get_executor(), std::chrono::seconds(5));
+    deadline.async_wait([&peer](const boost::system::error_code& e) {
+      if (!e) {
+        boost::system::error_code ignored;
+        peer.close(ignored);
+      }
+    });
+    auto [rec, n] = co_await asio::async_read(
+        peer, asio::buffer(buf.data(), handover::takeover_request.size()), use_tuple);
+    deadline.cancel();
+    if (rec || std::string_view(buf.data(), n) != handover::takeover_request || draining()) continue;
+    std::vector<int> fds;
+    for (auto& a : acceptors_)
+      fds.push_back(a->native_handle());
+    if (!handover::send_listeners(peer.native_handle(), fds)) {
+      spdlog::error("rolling restart: handing the listeners over failed: {}", std::strerror(errno));
+      continue;
+    }
+    spdlog::info("rolling restart: listeners handed to the new process; draining");
+    handover_peer_ = std::make_unique<asio::local::stream_protocol::socket>(std::move(peer));
+    boost::system::error_code ignored;
+    handover_acceptor_->close(ignored);
+    for (auto& a : acceptors_)
+      a->close(ignored);  // our descriptors only: the sockets live on in the new process
+    handing_over_.store(true, std::memory_order_release);
+    begin_shutdown();
+    co_return;
+  }
+}
+
 void Server::maybe_finish() {
-  if (!draining() || clients_.load(std::memory_order_acquire) > 0) return;
+  if (!draining() || clients_.load(std::memory_order_acquire) > 0 ||
+      sessions_alive_.load(std::memory_order_acquire) > 0)
+    return;
   spdlog::info("all clients gone; exiting");
   stop_all();
 }
@@ -420,11 +562,354 @@ void Server::stop_all() {
     boost::system::error_code ec;
     for (auto& a : acceptors_)
       a->close(ec);
+    if (metrics_) metrics_->stop();
+    if (stats_timer_) stats_timer_->cancel();
     if (signals_) signals_->cancel(ec);
     if (shutdown_timer_) shutdown_timer_->cancel();
   });
   for (auto& w : workers_)
     w->stop();
+}
+
+}  // namespace pgw::proxy
+
+namespace pgw::proxy {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Operations: what the admin console and /metrics read and do.
+
+asio::awaitable<std::vector<SessionInfo>> Server::session_snapshot() {
+  std::vector<SessionInfo> all;
+  for (auto& w : workers_) {
+    // Runs on that worker's thread, where its sessions live; resumes here with the copies.
+    auto part = co_await asio::co_spawn(
+        w->io(),
+        [worker = w.get()]() -> asio::awaitable<std::vector<SessionInfo>> {
+          std::vector<SessionInfo> out;
+          for (const ClientSession* s : worker->sessions())
+            out.push_back(s->info());
+          co_return out;
+        },
+        asio::use_awaitable);
+    std::move(part.begin(), part.end(), std::back_inserter(all));
+  }
+  co_return all;
+}
+
+std::map<std::string, pool::CounterValues> Server::database_totals() const {
+  std::map<std::string, pool::CounterValues> out;
+  for (const auto& p : pools_->pools()) {
+    auto values = p->counters().totals();
+    auto& sum = out[p->database()];
+    for (std::size_t i = 0; i < values.size(); ++i)
+      sum[i] += values[i];
+  }
+  return out;
+}
+
+std::map<std::string, std::array<std::uint64_t, 7>> Server::database_averages() const {
+  std::lock_guard lock(stats_mutex_);
+  return averages_;
+}
+
+// Every stats period (60 s, PgBouncer's stats_period default): the rates over the period that just ended.
+void Server::stats_period_step() {
+  stats_timer_->expires_after(std::chrono::seconds(60));
+  stats_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    using pool::PoolCounter;
+    auto totals = database_totals();
+    auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(stats_mutex_);
+      double seconds = std::max(1e-3, std::chrono::duration<double>(now - period_started_at_).count());
+      averages_.clear();
+      for (const auto& entry : totals) {
+        const std::string& db = entry.first;
+        const pool::CounterValues& values = entry.second;
+        pool::CounterValues before{};
+        if (auto it = period_start_.find(db); it != period_start_.end()) before = it->second;
+        auto delta = [&](PoolCounter c) {
+          auto i = static_cast<std::size_t>(c);
+          return values[i] >= before[i] ? values[i] - before[i] : 0;
+        };
+        auto per_second = [&](PoolCounter c) {
+          return static_cast<std::uint64_t>(static_cast<double>(delta(c)) / seconds);
+        };
+        auto mean = [&](PoolCounter sum, PoolCounter count) {
+          auto n = delta(count);
+          return n == 0 ? std::uint64_t{0} : delta(sum) / n;
+        };
+        averages_[db] = {per_second(PoolCounter::xact_count),
+                         per_second(PoolCounter::query_count),
+                         per_second(PoolCounter::received),
+                         per_second(PoolCounter::sent),
+                         mean(PoolCounter::xact_time_us, PoolCounter::xact_count),
+                         mean(PoolCounter::query_time_us, PoolCounter::query_count),
+                         mean(PoolCounter::wait_time_us, PoolCounter::wait_count)};
+      }
+      period_start_ = std::move(totals);
+      period_started_at_ = now;
+    }
+    stats_period_step();
+  });
+}
+
+void Server::update_any_paused_locked() {
+  any_paused_.store(paused_all_ || suspended_ || !paused_databases_.empty(), std::memory_order_release);
+}
+
+void Server::pause(const std::optional<std::string>& database) {
+  std::lock_guard lock(pause_mutex_);
+  if (database) {
+    paused_databases_.insert(*database);
+  } else {
+    paused_all_ = true;
+  }
+  update_any_paused_locked();
+  spdlog::info("admin: paused {}", database ? "database " + *database : std::string("all databases"));
+}
+
+void Server::suspend() {
+  std::lock_guard lock(pause_mutex_);
+  suspended_ = true;
+  update_any_paused_locked();
+  spdlog::info("admin: suspended");
+}
+
+bool Server::resume(const std::optional<std::string>& database) {
+  std::lock_guard lock(pause_mutex_);
+  bool was = false;
+  if (database) {
+    was = paused_databases_.erase(*database) > 0;
+  } else {
+    was = paused_all_ || suspended_ || !paused_databases_.empty();
+    paused_all_ = suspended_ = false;
+    paused_databases_.clear();
+  }
+  update_any_paused_locked();
+  if (was) spdlog::info("admin: resumed {}", database ? "database " + *database : std::string("everything"));
+  return was;
+}
+
+bool Server::paused(std::string_view database) const noexcept {
+  if (!any_paused_.load(std::memory_order_acquire)) return false;
+  std::lock_guard lock(pause_mutex_);
+  return paused_all_ || suspended_ || paused_databases_.contains(database);
+}
+
+Server::PauseState Server::pause_state() const {
+  std::lock_guard lock(pause_mutex_);
+  return {paused_all_, suspended_, {paused_databases_.begin(), paused_databases_.end()}};
+}
+
+asio::awaitable<bool> Server::wait_servers_released(std::optional<std::string> database) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  auto still_paused = [&] {
+    if (database) return paused(*database);
+    auto st = pause_state();
+    return st.paused_all || st.suspended;
+  };
+  for (;;) {
+    if (!still_paused()) co_return false;  // RESUME came first
+    unsigned busy = 0;
+    for (const auto& p : pools_->pools()) {
+      if (!database || p->database() == *database) busy += p->stats().active;
+    }
+    if (busy == 0) co_return true;
+    t.expires_after(std::chrono::milliseconds(20));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return false;
+  }
+}
+
+void Server::close_idle_servers(const std::optional<std::string>& database) {
+  for (const auto& p : pools_->pools()) {
+    if (!database || p->database() == *database) {
+      while (p->evict_one_idle()) {
+      }
+    }
+  }
+}
+
+void Server::kill_database(const std::string& database) {
+  spdlog::info("admin: closing every client and server connection of database {}", database);
+  for (auto& w : workers_) {
+    asio::post(w->io(), [worker = w.get(), database] {
+      std::vector<ClientSession*> sessions(worker->sessions().begin(), worker->sessions().end());
+      for (ClientSession* s : sessions) {
+        if (s->database() == database) s->kill();
+      }
+    });
+  }
+  close_idle_servers(database);
+}
+
+void Server::shutdown() {
+  asio::post(workers_[0]->io(), [this] {
+    if (!draining()) begin_shutdown();
+  });
+}
+
+}  // namespace pgw::proxy
+
+namespace pgw::proxy {
+
+namespace {
+
+// A label value in the text format: backslash, double quote and newline escaped.
+std::string label_value(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+class MetricsText {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(std::back_inserter(out_), "# HELP pgwarden_{} {}\n# TYPE pgwarden_{} {}\n", name, help,
+                   name, type);
+  }
+  template <class T>
+  void sample(std::string_view name, std::string_view labels, T value) {
+    fmt::format_to(std::back_inserter(out_), "pgwarden_{}{}{}{} {}\n", name, labels.empty() ? "" : "{",
+                   labels, labels.empty() ? "" : "}", value);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+}  // namespace
+
+asio::awaitable<std::string> Server::render_metrics() {
+  using pool::PoolCounter;
+  MetricsText m;
+  auto rt = runtime();
+  const auto& cfg = *rt->config;
+  m.family("info", "gauge", "pgwarden's version");
+  m.sample("info", fmt::format("version=\"{}\"", PGW_VERSION), 1);
+  m.family("start_time_seconds", "gauge", "Start time of the process since the Unix epoch");
+  m.sample("start_time_seconds", "",
+           std::chrono::duration_cast<std::chrono::seconds>(started_at_.time_since_epoch()).count());
+  m.family("client_connections", "gauge", "Client connections admitted (logged in or logging in)");
+  m.sample("client_connections", "", client_count());
+  m.family("max_client_connections", "gauge", "proxy.max_client_conn");
+  m.sample("max_client_connections", "", cfg.proxy.max_client_conn);
+
+  struct PoolRow {
+    std::string labels;
+    pool::Pool::Stats stats;
+    std::int64_t clients;
+    pool::CounterValues counters;
+    pool::BucketValues buckets;
+    unsigned size;
+  };
+  std::vector<PoolRow> rows;
+  for (const auto& p : pools_->pools()) {
+    PoolRow r{fmt::format("database=\"{}\",user=\"{}\"", label_value(p->database()), label_value(p->user())),
+              p->stats(),
+              p->counters().clients(),
+              p->counters().totals(),
+              p->counters().wait_histogram(),
+              p->limits().default_size};
+    r.clients = std::max<std::int64_t>(r.clients, r.stats.waiting);
+    rows.push_back(std::move(r));
+  }
+  m.family("pool_clients", "gauge",
+           "Logged-in clients of a pool by state (waiting: for a server connection)");
+  for (const auto& r : rows) {
+    m.sample("pool_clients", r.labels + ",state=\"active\"", r.clients - r.stats.waiting);
+    m.sample("pool_clients", r.labels + ",state=\"waiting\"", r.stats.waiting);
+  }
+  m.family("pool_servers", "gauge", "Server connections of a pool by state");
+  for (const auto& r : rows) {
+    m.sample("pool_servers", r.labels + ",state=\"active\"", r.stats.active);
+    m.sample("pool_servers", r.labels + ",state=\"idle\"", r.stats.idle);
+    m.sample("pool_servers", r.labels + ",state=\"login\"", r.stats.connecting);
+  }
+  m.family("pool_size", "gauge", "The pool's default_size now (after reloads and SET)");
+  for (const auto& r : rows)
+    m.sample("pool_size", r.labels, r.size);
+  m.family("pool_max_wait_seconds", "gauge", "How long the oldest waiting client has waited");
+  for (const auto& r : rows)
+    m.sample("pool_max_wait_seconds", r.labels, static_cast<double>(r.stats.max_wait_ms) / 1000.0);
+  for (std::size_t i = 0; i < pool::pool_counter_count; ++i) {
+    const auto& info = pool::pool_counter_info[i];
+    if (static_cast<PoolCounter>(i) == PoolCounter::wait_time_us ||
+        static_cast<PoolCounter>(i) == PoolCounter::wait_count)
+      continue;  // the histogram's _sum and _count
+    std::string name = "pool_" + std::string(info.metric);
+    m.family(name, "counter", info.help);
+    for (const auto& r : rows) {
+      if (info.microseconds) {
+        m.sample(name, r.labels, static_cast<double>(r.counters[i]) / 1e6);
+      } else {
+        m.sample(name, r.labels, r.counters[i]);
+      }
+    }
+  }
+  m.family("pool_wait_seconds", "histogram", "Time clients waited for a server connection, per acquisition");
+  for (const auto& r : rows) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < pool::wait_buckets.size(); ++b) {
+      cumulative += r.buckets[b];
+      m.sample("pool_wait_seconds_bucket", fmt::format("{},le=\"{}\"", r.labels, pool::wait_buckets[b]),
+               cumulative);
+    }
+    auto count = r.counters[static_cast<std::size_t>(PoolCounter::wait_count)];
+    m.sample("pool_wait_seconds_bucket", r.labels + ",le=\"+Inf\"", count);
+    m.sample("pool_wait_seconds_sum", r.labels,
+             static_cast<double>(r.counters[static_cast<std::size_t>(PoolCounter::wait_time_us)]) / 1e6);
+    m.sample("pool_wait_seconds_count", r.labels, count);
+  }
+  m.family("database_paused", "gauge", "1 while the database is paused (PAUSE, KILL, SUSPEND)");
+  for (const auto& db : cfg.databases)
+    m.sample("database_paused", fmt::format("database=\"{}\"", label_value(db.name)),
+             paused(db.name) ? 1 : 0);
+  for (std::size_t f = 0; f < event_families.size(); ++f) {
+    const auto& info = event_families[f];
+    m.family(info.metric, "counter", info.help);
+    for (const auto& [label, n] : events_.of(static_cast<EventFamily>(f)))
+      m.sample(info.metric, fmt::format("{}=\"{}\"", info.label, label_value(label)), n);
+  }
+  m.family("audit_enabled", "gauge", "1 when the audit log is on");
+  m.sample("audit_enabled", "", audit_ ? 1 : 0);
+  if (audit_) {
+    auto s = audit_->stats();
+    auto gauge = [&](std::string_view name, std::string_view help, auto value) {
+      m.family(name, "gauge", help);
+      m.sample(name, "", value);
+    };
+    auto counter = [&](std::string_view name, std::string_view help, auto value) {
+      m.family(name, "counter", help);
+      m.sample(name, "", value);
+    };
+    gauge("audit_queue_records", "Audit records waiting for the writer thread", s.queue_records);
+    gauge("audit_queue_bytes", "Bytes of audit records waiting for the writer thread", s.queue_bytes);
+    gauge("audit_failing", "1 while the audit log cannot write", s.failing ? 1 : 0);
+    gauge("audit_last_seq", "seq of the last audit record written", s.last_seq);
+    counter("audit_records_written_total", "Audit records written to every sink", s.written);
+    counter("audit_records_dropped_total", "Audit records lost under on_failure = \"drop\"", s.dropped);
+    counter("audit_appends_refused_total", "Statements refused under on_failure = \"block\"", s.refused);
+    counter("audit_write_errors_total", "Failed audit write, fsync or rotate attempts", s.write_errors);
+    counter("audit_fsyncs_total", "fsync calls on the audit file", s.fsyncs);
+    counter("audit_fsync_seconds_total", "Time spent in fsync of the audit file",
+            static_cast<double>(s.fsync_us_total) / 1e6);
+    gauge("audit_fsync_max_seconds", "Longest fsync of the audit file so far",
+          static_cast<double>(s.fsync_us_max) / 1e6);
+  }
+  co_return m.take();
 }
 
 }  // namespace pgw::proxy

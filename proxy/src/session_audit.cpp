@@ -238,6 +238,17 @@ void SessionAudit::login_refused(std::string_view sqlstate, std::string_view rea
   append(std::move(r), false);  // the client is refused anyway; the log counts what it cannot take
 }
 
+void SessionAudit::admin_command(std::string_view command, std::string_view text, std::string_view sqlstate,
+                                 std::string_view reason) {
+  audit::Record r = base(audit::Event::admin);
+  r.command = std::string(command);
+  r.statement = std::string(text);
+  r.outcome = sqlstate.empty() ? "ok" : "error";
+  if (!sqlstate.empty()) r.sqlstate = std::string(sqlstate);
+  if (!reason.empty()) r.reason = std::string(reason);
+  append(std::move(r), false);
+}
+
 void SessionAudit::disconnected(std::string_view reason) {
   if (!connect_recorded_) return;
   audit::Record r = base(audit::Event::disconnect);

@@ -57,6 +57,9 @@ class SessionAudit {
   void connected();
   void login_refused(std::string_view sqlstate, std::string_view reason, bool auth_failure);
   void disconnected(std::string_view reason);
+  // An admin console command that changed something (or tried to): RELOAD, SET, PAUSE, KILL, SHUTDOWN...
+  void admin_command(std::string_view command, std::string_view text, std::string_view sqlstate,
+                     std::string_view reason);
 
   // Frontend, in message order. `in_transaction`: the server's last ReadyForQuery said T or E. False means
   // the statement must not reach the server: the audit log cannot take its record (on_failure = "block").

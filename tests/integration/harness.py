@@ -43,6 +43,16 @@ def wait_for_port(port, host="127.0.0.1", timeout=15.0, proc=None):
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def wait_until(predicate, timeout=15.0, what="condition"):
+    """Polls predicate() every 50 ms until it is true; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def run(cmd, **kw):
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
@@ -189,6 +199,15 @@ ssl_ca_file = '{tls_dir / certs.ca_crt.name}'
         if check and r.returncode != 0:
             raise RuntimeError(f"SQL failed: {query}\n{r.stderr}")
         return r.stdout.strip()
+
+    def pgbench_database(self, name, owner="alice"):
+        """A fresh database `name` owned by `owner`, initialised by `pgbench -i` at scale 1."""
+        self.sql(f"DROP DATABASE IF EXISTS {name}")
+        self.sql(f"CREATE DATABASE {name} OWNER {owner}")
+        r = run(["pgbench", "-i", "-q", "-s", "1", "-h", str(self.socket_dir), "-p", str(self.port), "-U", owner,
+                 name])
+        assert r.returncode == 0, r.stderr
+        return name
 
     def scram_secret(self, role):
         return self.sql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'")

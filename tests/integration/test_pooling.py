@@ -9,19 +9,14 @@ import time
 import pytest
 
 import harness
-from harness import psql
+from harness import psql, wait_until
 
 psycopg = pytest.importorskip("psycopg")
 
 
 @pytest.fixture(scope="module")
 def bench_db(cluster):
-    cluster.sql("DROP DATABASE IF EXISTS bench")
-    cluster.sql("CREATE DATABASE bench OWNER alice")
-    r = harness.run(["pgbench", "-i", "-q", "-s", "1", "-h", str(cluster.socket_dir), "-p", str(cluster.port), "-U",
-                     "alice", "bench"])
-    assert r.returncode == 0, r.stderr
-    return "bench"
+    return cluster.pgbench_database("bench")
 
 
 def bench_database(env):
@@ -35,15 +30,6 @@ def app_database(env, **extra):
 def server_connections(cluster, db="app", user="alice"):
     return int(cluster.sql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND usename = '{user}' "
                            "AND pid <> pg_backend_pid()"))
-
-
-def wait_until(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fresh_table(cluster, name):

@@ -448,41 +448,26 @@ TEST(ConfigDiagnostics, EmptyFileNamesEveryMissingRequirementAtTheTop) {
             }));
 }
 
-// --- keys this build does not implement
+// --- operations keys
 // ------------------------------------------------------------------------
 
-TEST(ConfigDiagnostics, UnsupportedProxyAndAuthKeysRejectedAtTheirLine) {
-  EXPECT_EQ(errors("[proxy]\nworkers = 1\nadmin_users = [\"ops\"]\n"),
-            Errors{"cfg.toml:3:1: proxy.admin_users is not supported yet by this build"});
-  EXPECT_EQ(errors("[proxy]\nmetrics_listen = \"127.0.0.1:9930\"\n"),
-            Errors{"cfg.toml:2:1: proxy.metrics_listen is not supported yet by this build"});
+TEST(ConfigDiagnostics, AdminUsersAndMetricsListen) {
+  const Config c = accepted(
+      "[proxy]\nworkers = 1\nadmin_users = [\"ops\", \"monitor\"]\n"
+      "metrics_listen = \"127.0.0.1:9930\"\n");
+  EXPECT_EQ(c.proxy.admin_users, (std::vector<std::string>{"ops", "monitor"}));
+  EXPECT_EQ(c.proxy.metrics_listen, "127.0.0.1:9930");
+  EXPECT_EQ(accepted("[proxy]\nmetrics_listen = \"[::1]:9930\"\n").proxy.metrics_listen, "[::1]:9930");
+  EXPECT_TRUE(accepted("[proxy]\nmetrics_listen = \"\"\n").proxy.metrics_listen.empty());
+  EXPECT_EQ(errors("[proxy]\nadmin_users = \"\"\n"),
+            Errors{"cfg.toml:2:15: proxy.admin_users: expected an array of strings, found string"});
+  EXPECT_EQ(errors("[proxy]\nmetrics_listen = []\n"),
+            Errors{"cfg.toml:2:18: proxy.metrics_listen: expected a \"host:port\" string, found array"});
+  EXPECT_EQ(errors("[proxy]\nmetrics_listen = \"9930\"\n"),
+            Errors{"cfg.toml:2:18: proxy.metrics_listen: invalid listen address \"9930\": expected "
+                   "\"host:port\" or \"[v6-address]:port\""});
   EXPECT_EQ(accepted("[proxy]\n\nproxy_protocol_from = [\"10.0.0.0/8\"]\n").proxy.proxy_protocol_from,
             std::vector<std::string>{"10.0.0.0/8"});
-  // A value of the wrong type is not an off value either.
-  EXPECT_EQ(errors("[proxy]\nadmin_users = \"\"\n"),
-            Errors{"cfg.toml:2:1: proxy.admin_users is not supported yet by this build"});
-  EXPECT_EQ(errors("[proxy]\nmetrics_listen = []\n"),
-            Errors{"cfg.toml:2:1: proxy.metrics_listen is not supported yet by this build"});
-}
-
-TEST(ConfigDiagnostics, UnsupportedKeysAcceptTheirOffValues) {
-  const Config c = accepted(R"toml([proxy]
-admin_users = []
-metrics_listen = ""
-proxy_protocol_from = []
-[auth]
-file = "u.txt"
-query = ""
-query_user = ""
-[audit]
-enabled = false
-)toml");
-  EXPECT_TRUE(c.proxy.admin_users.empty());
-  EXPECT_TRUE(c.proxy.metrics_listen.empty());
-  EXPECT_TRUE(c.proxy.proxy_protocol_from.empty());
-  EXPECT_TRUE(c.auth.query.empty());
-  EXPECT_TRUE(c.auth.query_user.empty());
-  accepted("[audit]\n");
 }
 
 TEST(ConfigDiagnostics, AccessRules) {

@@ -252,3 +252,61 @@ TEST(PoolCore, LongestWait) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(PoolCore, ShrunkPoolClosesSurplusIdleAndBusyConnectionsAsTheyComeBack) {
+  Core p(limits(3), 1, nullptr);
+  for (int i = 0; i < 3; ++i)
+    p.acquire(0, t0);
+  for (int h = 1; h <= 3; ++h)
+    ASSERT_TRUE(p.connect_succeeded(h, 0, t0));
+  EXPECT_EQ(p.active(), 3u);
+  // Two come back idle, then the pool shrinks to one.
+  EXPECT_FALSE(p.release(1, t0, 0, true, t0 + 1ms).close);
+  p.set_limits(limits(1));
+  auto trimmed = p.trim(p.cap());
+  EXPECT_EQ(trimmed.size(), 1u);  // of the idle one only: the two busy ones still count
+  EXPECT_EQ(p.total(), 2u);
+  // A busy one released above the new size closes instead of going idle...
+  auto r = p.release(2, t0, 0, true, t0 + 2ms);
+  ASSERT_TRUE(r.close);
+  EXPECT_EQ(*r.close, 2);
+  // ...the last one fits and stays.
+  r = p.release(3, t0, 0, true, t0 + 3ms);
+  EXPECT_FALSE(r.close);
+  EXPECT_EQ(p.idle_count(), 1u);
+  EXPECT_EQ(p.total(), 1u);
+}
+
+TEST(PoolCore, GrownPoolOpensWhatItsWaitersNeed) {
+  Core p(limits(1), 1, nullptr);
+  p.acquire(0, t0);
+  p.acquire(0, t0);
+  p.acquire(0, t0);
+  EXPECT_EQ(p.connecting(), 1u);
+  p.set_limits(limits(3));
+  EXPECT_EQ(p.replan(t0), 2u);
+  EXPECT_EQ(p.connecting(), 3u);
+}
+
+TEST(PoolCore, ABusyPoolShrinksEvenWithClientsWaiting) {
+  Core p(limits(2), 1, nullptr);
+  p.acquire(0, t0);
+  p.acquire(0, t0);
+  ASSERT_TRUE(p.connect_succeeded(1, 0, t0));
+  ASSERT_TRUE(p.connect_succeeded(2, 0, t0));
+  auto waiter = p.acquire(0, t0 + 1ms);
+  p.set_limits(limits(1));
+  // The surplus connection closes; the waiter is served by the one the pool keeps.
+  auto r = p.release(1, t0, 0, true, t0 + 2ms);
+  ASSERT_TRUE(r.close);
+  EXPECT_EQ(r.connects, 0u);
+  EXPECT_EQ(p.waiting(), 1u);
+  r = p.release(2, t0, 0, true, t0 + 3ms);
+  ASSERT_TRUE(r.grant);
+  EXPECT_EQ(r.grant->waiter, waiter.waiter);
+  EXPECT_EQ(p.total(), 1u);
+}
+
+}  // namespace

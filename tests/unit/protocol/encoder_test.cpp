@@ -395,5 +395,34 @@ TEST(Encoder, BindTextAndExecute) {
   EXPECT_EQ(ex.max_rows, 7);
 }
 
+TEST(Encoder, RowDescriptionAndDataRowOfALocalResult) {
+  std::vector<std::uint8_t> out;
+  Encoder e(out);
+  const std::array<encode::ColumnDescription, 2> columns{{{"database", 25, -1}, {"cl_active", 23, 4}}};
+  encode::row_description(e, columns);
+  ASSERT_EQ(e.error(), Error::none);
+  Frame f = one_typed(out, backend::row_description);
+  // count, then per column: name, table oid, attnum, type oid, size, typmod, format (55.7 RowDescription)
+  const std::vector<std::uint8_t> expected{
+      0, 2,  'd',  'a',  't',  'a',  'b',  'a',  's', 'e', 0,   0,   0,   0,    0,    0,    0,    0,   0,
+      0, 25, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,   0,   'c', 'l', '_', 'a',  'c',  't',  'i',  'v', 'e',
+      0, 0,  0,    0,    0,    0,    0,    0,    0,   0,   23,  0,   4,   0xff, 0xff, 0xff, 0xff, 0,   0};
+  EXPECT_EQ(std::vector<std::uint8_t>(f.body.begin(), f.body.end()), expected);
+
+  out.clear();
+  const std::array<std::optional<std::string_view>, 3> values{{"app"sv, std::nullopt, ""sv}};
+  encode::data_row(e, values);
+  ASSERT_EQ(e.error(), Error::none);
+  f = one_typed(out, backend::data_row);
+  backend::DataRow row;
+  ASSERT_EQ(decode(f.body, row), Error::none);
+  ASSERT_EQ(row.columns.size(), 3u);
+  ASSERT_TRUE(row.columns[0]);
+  EXPECT_EQ(std::string(row.columns[0]->begin(), row.columns[0]->end()), "app");
+  EXPECT_FALSE(row.columns[1]);
+  ASSERT_TRUE(row.columns[2]);
+  EXPECT_TRUE(row.columns[2]->empty());
+}
+
 }  // namespace
 }  // namespace pgw::protocol

@@ -31,6 +31,7 @@ enum class Event : std::uint8_t {
   outcome,          // the outcome of an earlier "pending" statement record: `ref` is its seq
   records_dropped,  // on_failure = "drop": `dropped` records were lost before this one
   checkpoint,       // not chained: seq and hash of the last chained record, to the sinks other than file
+  admin,            // an admin console command that changes something (RELOAD, SET, PAUSE, KILL, SHUTDOWN...)
 };
 std::string_view to_string(Event e) noexcept;
 std::optional<Event> event_from_string(std::string_view s) noexcept;
@@ -159,7 +160,11 @@ struct Stats {
   std::uint64_t checkpoints = 0;
   std::uint64_t queue_records = 0;  // waiting or being written
   std::uint64_t queue_bytes = 0;
-  std::uint64_t last_seq = 0;  // last seq written
+  std::uint64_t last_seq = 0;        // last seq written
+  std::string chain_head;            // hash of that record (the chain's head on disk)
+  std::uint64_t fsync_us_total = 0;  // time spent in fsync
+  std::uint64_t fsync_us_max = 0;
+  std::uint64_t fsync_us_last = 0;
   bool failing = false;
   std::chrono::system_clock::time_point last_fsync{};
 };

@@ -64,7 +64,10 @@ struct ProxySettings {
   unsigned max_client_conn = 1000;
   Duration shutdown_timeout = std::chrono::seconds(30);
   std::vector<std::string> admin_users;
-  std::string metrics_listen;
+  std::string metrics_listen;              // "" = off
+  std::filesystem::path metrics_tls_cert;  // "" = plain HTTP
+  std::filesystem::path metrics_tls_key;
+  std::filesystem::path handover_socket;  // rolling restart; "" = off
   std::vector<std::string> proxy_protocol_from;
   std::uint32_t max_packet_size = 256u << 20;  // largest message pgwarden holds whole (not streamed)
   Duration client_login_timeout = std::chrono::seconds(60);
@@ -187,6 +190,8 @@ struct Config {
   std::shared_ptr<const std::vector<AccessRule>> access;
   // Where each key was written ("client_tls.cert", "database[0].host"), and each section ("client_tls").
   std::map<std::string, Position, std::less<>> positions;
+  // The TOML text this config was parsed from (the admin console's SET and SHOW CONFIG start from it).
+  std::shared_ptr<const std::string> source;
 
   // The position of a key, else of its section, else the top of the file.
   Position position_of(std::string_view key) const;
@@ -202,6 +207,8 @@ struct LoadResult {
 LoadResult parse(std::string_view toml_text, const std::filesystem::path& file_name);
 LoadResult load(const std::filesystem::path& file);
 
+// Parses "host:port" or "[v6-address]:port"; returns the problem, "" on success.
+std::string parse_listen_address(std::string_view text, ListenAddress& out);
 // Parses "500ms", "15s", "10m", "1h", "2d" (and "0"); nullopt if malformed.
 std::optional<Duration> parse_duration(std::string_view text) noexcept;
 // Parses "512", "64kB", "100MB", "1GB"; nullopt if malformed or above 2^63.
@@ -224,5 +231,20 @@ struct KeyInfo {
 std::vector<KeyInfo> key_reference();
 // The reference as a Markdown table (docs/CONFIG.md is generated from it).
 std::string key_reference_markdown();
+
+// The running config with one key changed (the admin console's SET): `key` is "section.name" of a reloadable
+// key outside [[database]] and [[access]], or PgBouncer's name of a pool or client limit (default_pool_size,
+// max_client_conn, ...; a bare number for a PgBouncer duration means seconds). `value` is a TOML value: 30,
+// 'session', "15s". The result is validated as a whole, like a reload.
+LoadResult with_setting(const Config& base, std::string_view key, std::string_view value);
+
+// SHOW CONFIG: every key outside [[database]] and [[access]] with its value (as written, else the default).
+struct ConfigRow {
+  std::string key;  // "pool.default_size"
+  std::string value;
+  std::string default_value;
+  bool reloadable;
+};
+std::vector<ConfigRow> config_rows(const Config& config);
 
 }  // namespace pgw::config

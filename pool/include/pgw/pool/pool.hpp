@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pgw/config/config.hpp"
+#include "pgw/pool/counters.hpp"
 #include "pgw/pool/pool_core.hpp"
 #include "pgw/pool/server_connection.hpp"
 
@@ -86,11 +87,25 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
   // How connections of this pool are opened (credentials may change: passthrough keys learnt from a client).
   void set_connect_request(ConnectRequest request);
+  // New limits (reload, SET): a smaller pool closes its surplus idle connections now and busy ones as they
+  // come back; a bigger one opens what its waiters need.
   void set_limits(PoolLimits limits);
+  PoolLimits limits() const;
   void tick(Clock::time_point now);
   void replan();  // a shared slot freed up: waiters here may now connect
   bool evict_one_idle();
   Stats stats() const;
+  // The idle connections, for SHOW SERVERS (taken under the pool's lock).
+  struct IdleServer {
+    tls::tcp::endpoint endpoint;
+    std::int32_t backend_pid = 0;
+    bool tls = false;
+    Clock::time_point created;
+    Clock::time_point idle_since;
+  };
+  std::vector<IdleServer> idle_servers() const;
+  PoolCounters& counters() noexcept { return counters_; }
+  const PoolCounters& counters() const noexcept { return counters_; }
   const std::string& database() const noexcept { return database_; }
   const std::string& user() const noexcept { return user_; }
   void close_all_idle();
@@ -118,6 +133,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::string last_error_;
   protocol::ServerError last_server_error_;
   std::size_t next_worker_ = 0;
+  PoolCounters counters_;
 };
 
 // All pools, the shared limits, and the janitor. Lives as long as the server.

@@ -83,6 +83,8 @@ class PoolCore {
 
   void set_limits(PoolLimits limits) { limits_ = limits; }
   const PoolLimits& limits() const noexcept { return limits_; }
+  // The most connections this pool keeps: default_size plus reserve_size.
+  unsigned cap() const noexcept { return limits_.default_size + limits_.reserve_size; }
 
   // A client on `worker` wants a connection. Waiters are served first come, first served: a newcomer never
   // overtakes a queued client, so nobody starves.
@@ -120,6 +122,13 @@ class PoolCore {
       drop_slot();
       r.close = std::move(handle);
       r.connects = plan_connects(now);
+      return r;
+    }
+    if (total() >= cap()) {
+      // The pool shrank (reload, SET): a surplus connection closes when its client is done with it, even with
+      // clients waiting (at least cap() others are there to serve them), or a busy pool would never shrink.
+      drop_slot();
+      r.close = std::move(handle);
       return r;
     }
     r.grant = hand_to_waiter_or_idle(std::move(handle), created, worker, now);
@@ -202,6 +211,13 @@ class PoolCore {
     return std::move(v.front());
   }
 
+  template <class F>
+  void for_each_idle(F&& f) const {
+    for (const auto& list : idle_) {
+      for (const auto& i : list)
+        f(i);
+    }
+  }
   unsigned active() const noexcept { return active_; }
   unsigned connecting() const noexcept { return connecting_; }
   unsigned idle_count() const noexcept {

@@ -86,6 +86,15 @@ void negotiate_protocol_version(Encoder& e, std::int32_t newest_minor,
 void error_response(Encoder& e, const Notice& n);
 void notice_response(Encoder& e, const Notice& n);
 void command_complete(Encoder& e, std::string_view tag);
+// A column of a result pgwarden makes itself (the admin console): text format, no table.
+struct ColumnDescription {
+  std::string_view name;
+  std::int32_t type_oid;   // 25 text, 23 int4, 20 int8, 1700 numeric, ...
+  std::int16_t type_size;  // -1 for variable length
+};
+void row_description(Encoder& e, std::span<const ColumnDescription> columns);
+// Values in text format; nullopt is SQL NULL.
+void data_row(Encoder& e, std::span<const std::optional<std::string_view>> values);
 void empty_query_response(Encoder& e);
 
 }  // namespace encode

@@ -1,0 +1,27 @@
+// Rolling restart: a new pgwarden takes the running one's listening sockets over a Unix socket (SCM_RIGHTS),
+// so connections queued on them are never refused; the old one drains and exits, and only then does the new
+// one open the audit log (one writer per file, the chain continues) and serve what waited in the backlog.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace pgw::proxy::handover {
+
+// The message the new process sends; the old one answers with its listeners' descriptors.
+inline constexpr std::string_view takeover_request = "TAKEOVER\n";
+
+// True when a process accepts connections on `path`.
+bool someone_listens(const std::filesystem::path& path);
+
+// The new process: asks the one listening on `path` for its listeners and returns them (owned by the
+// caller), then waits until that process has exited (its end of the connection closes), at most
+// `wait_for_exit`. Throws std::runtime_error saying what failed.
+std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit);
+
+// The old process: sends `fds` over the connected Unix socket `socket`. False (errno set) on failure.
+bool send_listeners(int socket, const std::vector<int>& fds);
+
+}  // namespace pgw::proxy::handover

@@ -1,0 +1,89 @@
+"""Rolling restart: a new pgwarden takes the listening sockets of the running one (proxy.handover_socket,
+`--takeover`) while pgbench -C opens a connection per transaction; not one connection is refused and not one
+transaction fails. A persistent client is closed cleanly (57P01) at a transaction boundary, and the audit chain
+goes on in the same file, written by one process at a time."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import harness
+
+
+
+def test_pgbench_connect_per_transaction_across_a_rolling_restart(env, tmp_path):
+    handover = tmp_path / "handover.sock"
+    audit = tmp_path / "audit.jsonl"
+    old = env.start(proxy={"workers": 2, "handover_socket": str(handover), "shutdown_timeout": "20s"},
+                    pool={"mode": "transaction", "default_size": 4},
+                    audit={"enabled": True, "path": str(audit), "fsync": "off"})
+    env.cluster.sql("DROP TABLE IF EXISTS rolling; CREATE TABLE rolling (n int); ALTER TABLE rolling OWNER TO alice",
+                    db="app")
+    script = tmp_path / "insert.sql"
+    script.write_text("INSERT INTO rolling VALUES (1);\n")
+
+    # A second process without --takeover refuses to start: two processes never share a config's sockets.
+    second = subprocess.run([str(harness.PGWARDEN), "--config", str(old.config_path)], capture_output=True,
+                            text=True, timeout=30)
+    assert second.returncode == 1 and "--takeover" in second.stdout + second.stderr
+
+    # A persistent client, idle between transactions (on the wire, to see exactly what it is told).
+    persistent = harness.tls_startup(old.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    assert harness.scram_login(persistent, "alice", "alice-pw")[-1][0] == b"Z"
+
+    e = dict(os.environ, PGPASSWORD="alice-pw", PGSSLMODE="verify-full", PGSSLROOTCERT=str(env.certs.ca_crt))
+    bench = subprocess.Popen(["pgbench", "-n", "-C", "-c", "4", "-j", "2", "-T", "10", "-f", str(script),
+                              "-h", "localhost", "-p", str(old.port), "-U", "alice", "app"], env=e,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    new_log = open(tmp_path / "new.log", "ab")
+    new = None
+    try:
+        time.sleep(3)
+        new = subprocess.Popen([str(harness.PGWARDEN), "--config", str(old.config_path), "--takeover"],
+                               stdout=new_log, stderr=subprocess.STDOUT)
+        assert old.proc.wait(30) == 0, old.log()[-3000:]
+        out, err = bench.communicate(timeout=60)
+    except BaseException:
+        if new is not None and new.poll() is None:
+            new.kill()
+            new.wait(10)
+        raise
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(10)
+    try:
+        check_after_restart(env, old, new, bench, out, err, persistent, audit)
+    finally:
+        if new.poll() is None:
+            new.kill()
+            new.wait(10)
+        new_log.close()
+
+
+def check_after_restart(env, old, new, bench, out, err, persistent, audit):
+    assert bench.returncode == 0, out + err
+    processed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    assert processed > 50 and (failed is None or int(failed.group(1)) == 0), out
+    assert err.strip() == "", err  # no refused connection, no error of any kind
+    assert "rolling restart: listeners handed to the new process" in old.log()
+    rows = int(env.cluster.sql("SELECT count(*) FROM rolling", db="app"))
+    assert rows == processed  # every committed insert is there, none twice
+
+    # The persistent client was closed cleanly at a transaction boundary, with 57P01.
+    t, body = persistent.read_message()
+    assert t == b"E" and harness.error_fields(body)["C"] == "57P01", (t, body)
+    persistent.close()
+
+    # The new process serves, and the audit chain goes on across both processes in one file.
+    r = harness.psql(env.via(old), "INSERT INTO rolling VALUES (2)", password="alice-pw")
+    assert r.returncode == 0, r.stderr
+    new.terminate()
+    assert new.wait(30) == 0
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    inserts = [r for r in records if r["event"] == "statement" and r.get("command") == "INSERT"]
+    assert len(inserts) == processed + 1
+    check = harness.run([str(harness.PGWARDEN), "audit", "verify", str(audit)])
+    assert check.returncode == 0, check.stdout + check.stderr
