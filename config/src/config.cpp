@@ -602,6 +602,11 @@ std::vector<KeyDef<ProxySettings>> proxy_keys() {
         "listening sockets over it while this process drains; \"\" = off"},
        path_key(&S::handover_socket),
        {}},
+      {{"proxy", "peer_id", "integer", "0", false, true,
+        "this instance's id among its [[peer]]s (1-16383): cancel keys carry it, so a CancelRequest that a "
+        "load balancer sends to another instance is forwarded here; 0 = no peering"},
+       uint_key(&S::peer_id, 0, 16383),
+       {}},
       {{"proxy", "proxy_protocol_from", "array of strings", "[]", true, true,
         "CIDRs of load balancers that must send a PROXY protocol v1 or v2 header (and only they may); the "
         "address in it is the client's for rules, limits, logs and audit"},
@@ -897,6 +902,22 @@ std::vector<KeyDef<AuditSettings>> audit_keys() {
 constexpr std::array<EnumName<AccessAction>, 2> access_actions{
     {{"allow", AccessAction::allow}, {"deny", AccessAction::deny}}};
 
+// [[peer]]: the other instances of a fleet, for CancelRequests that reach the wrong one.
+std::vector<KeyDef<PeerSettings>> peer_keys() {
+  using S = PeerSettings;
+  return {
+      {{"peer", "id", "integer", "(required)", true, true, "the peer's proxy.peer_id (1-16383)"},
+       uint_key(&S::id, 1, 16383),
+       {}},
+      {{"peer", "host", "string", "(required)", true, true,
+        "where the peer listens (one of its proxy.listen addresses); the cancel goes there in plaintext, as "
+        "libpq sends it"},
+       string_key(&S::host),
+       {}},
+      {{"peer", "port", "integer", "6432", true, true, "the peer's port"}, uint_key(&S::port, 1, 65535), {}},
+  };
+}
+
 // [[access]] rules (SPEC): first match wins, no match is refused.
 std::vector<KeyDef<AccessRule>> access_keys() {
   using R = AccessRule;
@@ -955,7 +976,7 @@ class Parser {
 
   LoadResult run(const toml::table& root) {
     static const std::set<std::string_view, std::less<>> sections{
-        "proxy", "client_tls", "server_tls", "auth", "pool", "database", "log", "audit", "access"};
+        "proxy", "client_tls", "server_tls", "auth", "pool", "database", "log", "audit", "access", "peer"};
     for (auto&& [k, v] : root) {
       std::string_view name = k.str();
       if (!sections.contains(name)) {
@@ -971,6 +992,7 @@ class Parser {
     table_section(root, "audit", cfg_.audit, audit_keys());
     databases(root);
     access_rules(root);
+    peers(root);
     resolve_paths();
     validate();
     // Keys come in name order (toml++ tables) and sections in a fixed order: report them in file order.
@@ -1135,6 +1157,33 @@ class Parser {
       rules->push_back(std::move(rule));
     }
     cfg_.access = std::move(rules);
+  }
+
+  void peers(const toml::table& root) {
+    const toml::node* n = root.get("peer");
+    if (n == nullptr) return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+      error(n->source(), "peer entries must be written as [[peer]] tables");
+      return;
+    }
+    cfg_.positions["peer"] = position(n->source(), file_);
+    auto keys = peer_keys();
+    std::set<unsigned> ids;
+    std::size_t index = 0;
+    for (const auto& e : *arr) {
+      const toml::table& t = *e.as_table();
+      PeerSettings peer;
+      std::string prefix = "peer[" + std::to_string(index++) + "]";
+      cfg_.positions[prefix] = position(t.source(), file_);
+      apply_keys(t, prefix, "peer", peer, keys);
+      if (peer.id == 0 || peer.host.empty()) {
+        error(t.source(), "a [[peer]] needs id (1-16383) and host");
+      } else if (!ids.insert(peer.id).second) {
+        error(t.source(), "peer id " + std::to_string(peer.id) + " is listed twice");
+      }
+      cfg_.peers.push_back(std::move(peer));
+    }
   }
 
   void resolve_paths() {
@@ -1330,6 +1379,10 @@ std::string node_text(const toml::node& n) {
 
 }  // namespace
 
+std::span<const std::pair<std::string_view, std::string_view>> pgbouncer_key_names() noexcept {
+  return pgbouncer_names;
+}
+
 LoadResult with_setting(const Config& base, std::string_view key, std::string_view value) {
   auto fail = [&](std::string message) {
     LoadResult r;
@@ -1350,7 +1403,8 @@ LoadResult with_setting(const Config& base, std::string_view key, std::string_vi
   std::string_view leaf = std::string_view(name).substr(dot + 1);
   const auto keys = key_reference();
   auto it = std::find_if(keys.begin(), keys.end(), [&](const KeyInfo& k) {
-    return k.section == section && k.name == leaf && section != "database" && section != "access";
+    return k.section == section && k.name == leaf && section != "database" && section != "access" &&
+           section != "peer";
   });
   if (it == keys.end()) return fail("unknown key \"" + name + "\"");
   if (!it->reloadable) return fail(name + " needs a restart: change it in the config file");
@@ -1394,7 +1448,7 @@ std::vector<ConfigRow> config_rows(const Config& config) {
   }
   std::vector<ConfigRow> out;
   for (const auto& k : key_reference()) {
-    if (k.section == "database" || k.section == "access") continue;
+    if (k.section == "database" || k.section == "access" || k.section == "peer") continue;
     ConfigRow row{
         std::string(k.section) + "." + std::string(k.name), {}, std::string(k.default_value), k.reloadable};
     if (row.default_value.size() >= 2 && row.default_value.front() == '"') {
@@ -1434,6 +1488,7 @@ std::vector<KeyInfo> key_reference() {
   add(log_keys());
   add(audit_keys());
   add(access_keys());
+  add(peer_keys());
   return out;
 }
 

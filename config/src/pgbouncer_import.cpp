@@ -371,6 +371,7 @@ struct GlobalKey {
 // pgwarden's ranges, as config.cpp's key table has them (the import checks its own output, so a drift shows).
 constexpr std::int64_t big = 1'000'000;
 constexpr std::int64_t conns = 10'000'000;
+constexpr std::int64_t max_peer_id = 16383;  // proxy.peer_id and [[peer]] id: 14 bits of the cancel key
 
 constexpr std::string_view tcp_why =
     "pgwarden uses the system's TCP settings (sysctl net.ipv4.tcp_*); not configurable";
@@ -417,8 +418,7 @@ constexpr std::array global_keys{
     GlobalKey{"ignore_startup_parameters", Kind::unsupported, "",
               "not needed: pgwarden accepts every startup parameter, applies it on the server connection and "
               "resets it for the next client"},
-    GlobalKey{"peer_id", Kind::unsupported, "",
-              "pgwarden has no peering: a cancel request must reach the instance that holds the session"},
+    GlobalKey{"peer_id", Kind::integer, "proxy.peer_id", "", 0, max_peer_id},
     GlobalKey{"disable_pqexec", Kind::unsupported, "",
               "pgwarden always accepts the simple query protocol (it audits every statement in it)"},
     GlobalKey{"application_name_add_host", Kind::unsupported, "",
@@ -643,10 +643,9 @@ class Converter {
       user(*e);
     }
     for (const IniEntry* e : ordered(peers_)) {
-      note(e->key_at, "[peers] " + e->key,
-           "pgwarden has no peering: a cancel request must reach the instance that holds the session (behind "
-           "a load balancer, keep a client's connections on one instance)");
+      peer(*e);
     }
+    peering_off();
     unknown_sections(ini);
     cap_min_sizes();
   }
@@ -687,6 +686,10 @@ class Converter {
       });
       out << "\n[[database]]\n";
       write_lines(out, lines);
+    }
+    for (const auto& [id, p] : peer_tables_) {
+      out << "\n[[peer]]\n";
+      write_lines(out, p.second.lines);  // id, host, port
     }
     out << "\n# New in pgwarden: a hash-chained audit log of every modifying statement ([audit], on by "
            "default,\n"
@@ -1420,6 +1423,25 @@ class Converter {
     return out;
   }
 
+  // Within one entry the last value of a parameter wins, as in PgBouncer: those, in the entry's order.
+  std::vector<const Param*> last_of_each(const std::vector<Param>& ps, const std::string& label) {
+    std::map<std::string, const Param*> last;
+    for (const auto& p : ps) {
+      auto [it, inserted] = last.try_emplace(p.key, &p);
+      if (!inserted) {
+        note(it->second->at, label + " " + p.key, "set twice in the entry: the last value is used");
+        it->second = &p;
+      }
+    }
+    std::vector<const Param*> out;
+    out.reserve(last.size());
+    for (const auto& [k, p] : last)
+      out.push_back(p);
+    std::sort(out.begin(), out.end(),
+              [](const Param* a, const Param* b) { return a->at.column < b->at.column; });
+    return out;
+  }
+
   // A [databases] parameter: the TOML key it becomes, or why it cannot.
   void database(const IniEntry& e) {
     const std::string label = "[databases] " + e.key;
@@ -1436,24 +1458,10 @@ class Converter {
     }
     auto name = text(e.key, e.key_at, label);
     if (!name) return;
-    // Within one entry the last value of a parameter wins, as in PgBouncer.
-    std::map<std::string, const Param*> last;
-    for (const auto& p : *ps) {
-      auto [it, inserted] = last.try_emplace(p.key, &p);
-      if (!inserted) {
-        note(it->second->at, label + " " + p.key, "set twice in the entry: the last value is used");
-        it->second = &p;
-      }
-    }
     TomlTable t;
     t.set({"name", *name, "[databases] " + where(e.key_at), {}});
     bool failed = false;
-    std::vector<const Param*> in_order;
-    in_order.reserve(last.size());
-    for (const auto& [k, p] : last)
-      in_order.push_back(p);
-    std::sort(in_order.begin(), in_order.end(),
-              [](const Param* a, const Param* b) { return a->at.column < b->at.column; });
+    const std::vector<const Param*> in_order = last_of_each(*ps, label);
     const IniEntry* global_user = get("auth_user");
     const IniEntry* global_query = get("auth_query");
     for (const Param* p : in_order) {
@@ -1613,6 +1621,128 @@ class Converter {
     }
   }
 
+  // ---- [peers] ----
+
+  // "ID = host=... port=... pool_size=...": a [[peer]] with that id. PgBouncer reads the id as a decimal
+  // number.
+  void peer(const IniEntry& e) {
+    const std::string label = "[peers] " + e.key;
+    std::string_view digits = e.key;
+    if (digits.empty() ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      note(e.key_at, label,
+           "not a peer id (a number, the peer's peer_id, 1-" + std::to_string(max_peer_id) +
+               "): not converted");
+      return;
+    }
+    while (digits.size() > 1 && digits.front() == '0')
+      digits.remove_prefix(1);
+    std::int64_t id = 0;
+    if (digits.size() <= 5) {
+      for (char c : digits)
+        id = id * 10 + (c - '0');
+    }
+    if (id < 1 || id > max_peer_id) {
+      note(e.key_at, label,
+           e.key + " is outside pgwarden's range for peer ids [1, " + std::to_string(max_peer_id) +
+               "]: not converted");
+      return;
+    }
+    auto ps = params(e, label);
+    if (!ps) return;
+    std::optional<TomlLine> host_line;
+    std::int64_t port = 6432;
+    bool failed = false;
+    for (const Param* p : last_of_each(*ps, label)) {
+      const std::string plabel = label + " " + p->key;
+      const std::string& k = p->key;
+      if (k == "host") {
+        if (p->value.starts_with('/') || p->value.starts_with('@')) {
+          host_line = TomlLine{"host",
+                               toml_string("127.0.0.1"),
+                               {},
+                               {"TODO: PgBouncer reached this peer over the Unix socket " + p->value +
+                                "; pgwarden connects over TCP"}};
+          note(
+              p->at, plabel,
+              "a Unix socket: pgwarden connects over TCP only: host = \"127.0.0.1\" is written with the same "
+              "port");
+          continue;
+        }
+        auto hosts = split_list(p->value);
+        if (hosts.empty()) continue;
+        if (hosts.size() > 1) {
+          note(
+              p->at, plabel,
+              "pgwarden sends a peer's cancel requests to one host: the first, " + hosts[0] + ", is written");
+        }
+        if (auto v = text(hosts[0], p->at, plabel)) {
+          host_line = TomlLine{"host", *v, {}, {}};
+        } else {
+          failed = true;
+        }
+      } else if (k == "port") {
+        auto n = integer(p->value, p->at, plabel);
+        if (!n || *n < 1 || *n > 65535) {
+          if (n) error(p->at, plabel + ": " + p->value + " is not a TCP port (1-65535)");
+          failed = true;
+        } else {
+          port = *n;
+        }
+      } else if (k == "pool_size") {
+        note(
+            p->at, plabel,
+            "pgwarden forwards only cancel requests to a peer, each on a connection of its own, and keeps no "
+            "pool for it: not converted");
+      } else {
+        note(p->at, plabel, "not a [peers] parameter PgBouncer knows (host, port, pool_size): not converted");
+      }
+    }
+    if (!host_line) {
+      host_line = TomlLine{
+          "host",
+          toml_string("127.0.0.1"),
+          {},
+          {"TODO: PgBouncer reached this peer over its Unix socket (no host=); pgwarden connects over TCP"}};
+      note(
+          e.key_at, label,
+          "no host: PgBouncer reached the peer over its Unix socket, pgwarden connects over TCP only: host = "
+          "\"127.0.0.1\" is written");
+    }
+    if (failed) return;
+    TomlTable t;
+    t.set({"id", std::to_string(id), "[peers] " + where(e.key_at), {}});
+    t.set(std::move(*host_line));
+    t.set({"port", std::to_string(port), {}, {}});
+    // Two spellings of one id ("1", "01"): the last entry wins, as in PgBouncer.
+    auto [it, inserted] = peer_tables_.try_emplace(id, &e, TomlTable{});
+    if (!inserted) {
+      note(it->second.first->key_at, "[peers] " + it->second.first->key,
+           "peer " + std::to_string(id) + " again at " + where(e.key_at) +
+               ": PgBouncer uses the last entry, and so does the import");
+      it->second.first = &e;
+    }
+    it->second.second = std::move(t);
+  }
+
+  // [[peer]] tables without this instance's own id: no cancel request is forwarded, in PgBouncer as in
+  // pgwarden.
+  void peering_off() {
+    if (peer_tables_.empty()) return;
+    const std::string why =
+        " peering off, in PgBouncer as in pgwarden: the [[peer]] tables are written, but no cancel request "
+        "is "
+        "forwarded until proxy.peer_id gives this instance its id";
+    const IniEntry* e = get("peer_id");
+    if (e == nullptr) {
+      note_file("peer_id", "not set, which turns" + why);
+    } else if (auto it = tables_.find("proxy"); it != tables_.end()) {
+      // An out-of-range peer_id is listed already (not converted); 0 is written as it is.
+      if (const TomlLine* l = it->second.find("peer_id"); l != nullptr && l->value == "0")
+        note(e->key_at, "peer_id", "0 turns" + why);
+    }
+  }
+
   void unknown_sections(const IniReader& ini) {
     static constexpr std::array<std::string_view, 4> known{"pgbouncer", "databases", "users", "peers"};
     for (std::size_t i = 0; i < ini.sections.size(); ++i) {
@@ -1670,6 +1800,7 @@ class Converter {
   std::map<std::string, const IniEntry*> global_, databases_, users_, peers_;
   std::map<std::string, TomlTable> tables_;
   std::vector<TomlTable> database_tables_;
+  std::map<std::int64_t, std::pair<const IniEntry*, TomlTable>> peer_tables_;  // by id: written in id order
   bool reserve_disabled_ = false;
 };
 

@@ -354,10 +354,8 @@ std::shared_ptr<Pool> PoolManager::get(const std::string& database, const std::s
     std::lock_guard lock(mutex_);
     auto& db = db_slots_[database];
     if (!db) db = std::make_unique<CountedSlots>(max_db_connections);
-    db->set_limit(max_db_connections);
     auto& us = user_slots_[user];
     if (!us) us = std::make_unique<CountedSlots>(max_user_connections);
-    us->set_limit(max_user_connections);
     auto& p = pools_[{database, user}];
     if (!p) {
       slot_pairs_.push_back(std::make_unique<SlotPair>(*db, *us));
@@ -366,11 +364,24 @@ std::shared_ptr<Pool> PoolManager::get(const std::string& database, const std::s
     }
     pool = p;
   }
-  // Settings may have changed on reload: the newest apply to new connections.
-  pool->set_limits(limits);
-  pool->set_connect_request(make_request());
+  // Limits are the pool's own from here: only apply_limits (a reload) changes them, so a login that began
+  // before a reload cannot put the old ones back. Credentials a client just proved are added to the request.
   (void)created;
+  pool->set_connect_request(make_request());
   return pool;
+}
+
+void PoolManager::apply_limits(const std::string& database, const std::string& user, const PoolLimits& limits,
+                               unsigned max_db_connections, unsigned max_user_connections) {
+  std::shared_ptr<Pool> pool;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = db_slots_.find(database); it != db_slots_.end()) it->second->set_limit(max_db_connections);
+    if (auto it = user_slots_.find(user); it != user_slots_.end())
+      it->second->set_limit(max_user_connections);
+    if (auto it = pools_.find({database, user}); it != pools_.end()) pool = it->second;
+  }
+  if (pool) pool->set_limits(limits);
 }
 
 void PoolManager::start_janitor(std::chrono::milliseconds period) {

@@ -174,6 +174,13 @@ asio::awaitable<void> AdminConsole::run_one(std::string_view command, std::vecto
   Encoder e(out);
   auto w = words(command);
   std::string verb = boost::algorithm::to_upper_copy(std::string(w.at(0)));
+  // A change the audit log cannot record is not made (on_failure = "block"), as for any modifying statement.
+  if (verb != "SHOW" && server_.audit() != nullptr && server_.audit()->failing() &&
+      server_.audit_settings().on_failure == config::AuditOnFailure::block) {
+    error(e, "58030", "the audit log cannot be written: admin commands that change something are refused", {},
+          "SHOW AUDIT says why; audit.on_failure = \"block\"");
+    co_return;
+  }
   auto arg = [&](std::size_t i) { return i < w.size() ? std::optional(name_arg(w[i])) : std::nullopt; };
   if (verb == "SHOW") {
     if (w.size() != 2) {
@@ -207,7 +214,8 @@ asio::awaitable<void> AdminConsole::run_one(std::string_view command, std::vecto
       value = boost::algorithm::trim_copy(rest.substr(eq + 1));
     } else if (w.size() >= 4 && boost::algorithm::iequals(w[2], "TO")) {
       key = w[1];
-      value = boost::algorithm::trim_copy(rest.substr(rest.find(w[2]) + 2));
+      value = boost::algorithm::trim_copy(
+          command.substr(static_cast<std::size_t>(w[2].data() - command.data()) + 2));
     }
     if (key.empty() || value.empty()) {
       error(e, "42601", "expected SET key = value");
@@ -216,9 +224,11 @@ asio::awaitable<void> AdminConsole::run_one(std::string_view command, std::vecto
     auto diags = server_.set_key(key, value);
     if (!diags.empty()) {
       std::string text = diagnostics_text(diags);
-      bool restart = text.find("needs a restart") != std::string::npos;
-      audit("SET", command, restart ? "55P02" : "22023", text);
-      error(e, restart ? "55P02" : "22023", "SET " + std::string(key) + " refused", text);
+      const char* sqlstate = text.find("needs a restart") != std::string::npos ? "55P02"
+                             : text.starts_with("unknown key")                 ? "42704"
+                                                                               : "22023";
+      audit("SET", command, sqlstate, text);
+      error(e, sqlstate, "SET " + std::string(key) + " refused", text);
       co_return;
     }
     audit("SET", command);
@@ -237,26 +247,29 @@ asio::awaitable<void> AdminConsole::run_one(std::string_view command, std::vecto
       co_return;
     }
     server_.pause(db);
+    audit(verb, command);  // in effect from here, whether or not the wait below completes
     if (verb == "KILL") {
+      // Its clients are closed now; their server connections close as the sessions finish (a paused
+      // database's connections are not pooled), and whatever was idle goes below.
       server_.kill_database(*db);
+      co_await server_.wait_servers_released(db);
     } else if (!co_await server_.wait_servers_released(db)) {
       audit(verb, command, "57014", "resumed before every server connection was released");
       error(e, "57014", "RESUME came before every server connection was released");
       co_return;
     }
     server_.close_idle_servers(db);
-    audit(verb, command);
     encode::command_complete(e, verb);
     co_return;
   }
   if (verb == "SUSPEND" && w.size() == 1) {
     server_.suspend();
+    audit(verb, command);
     if (!co_await server_.wait_servers_released(std::nullopt)) {
       audit(verb, command, "57014", "resumed before every server connection was released");
       error(e, "57014", "RESUME came before every server connection was released");
       co_return;
     }
-    audit(verb, command);
     encode::command_complete(e, verb);
     co_return;
   }
@@ -373,7 +386,8 @@ asio::awaitable<void> AdminConsole::show(std::string_view what, std::vector<std:
               [](const SessionInfo& a, const SessionInfo& b) { return a.connect_time < b.connect_time; });
     if (what == "CLIENTS") {
       for (const auto& s : sessions) {
-        std::string link = s.server ? s.server->addr + ":" + std::to_string(s.server->port) : "";
+        // link: the server connection's ptr in SHOW SERVERS (its backend pid), as PgBouncer links the two.
+        std::string link = s.server ? std::to_string(s.server->backend_pid) : "";
         r.row({"C", s.user, s.database, s.state, s.addr, num(s.port), s.local_addr, num(s.local_port),
                show_time(s.connect_time), show_time(s.request_time), num(s.wait_us / 1000000),
                num(s.wait_us % 1000000), "0", s.id, link, num(s.server ? s.server->backend_pid : 0), s.tls,
@@ -429,8 +443,18 @@ asio::awaitable<void> AdminConsole::show(std::string_view what, std::vector<std:
         .column("value", oid_text)
         .column("default", oid_text)
         .column("changeable", oid_text);
-    for (const auto& row : config::config_rows(cfg))
+    auto rows = config::config_rows(cfg);
+    for (const auto& row : rows)
       r.row({row.key, row.value, row.default_value, row.reloadable ? "yes" : "no"});
+    // And under PgBouncer's names, which exporters look up (max_client_conn, default_pool_size, ...).
+    for (const auto& alias : config::pgbouncer_key_names()) {
+      const std::string_view ours = alias.second;
+      auto it = std::find_if(rows.begin(), rows.end(),
+                             [ours](const config::ConfigRow& c) { return c.key == ours; });
+      if (it != rows.end()) {
+        r.row({std::string(alias.first), it->value, it->default_value, it->reloadable ? "yes" : "no"});
+      }
+    }
   } else if (what == "LISTS") {
     r.column("list", oid_text).column("items", oid_int4);
     auto pools = server_.pools().pools();

@@ -48,8 +48,19 @@ class CancelSlot {
   std::optional<CancelTarget> target_;
 };
 
+// Peering (proxy.peer_id): a cancel key's process id carries the instance that handed it out in bits 17-30,
+// so whichever instance a load balancer sends the CancelRequest to knows where it belongs.
+inline constexpr unsigned peer_id_shift = 17;
+inline constexpr std::uint32_t peer_id_mask = 0x3fff;
+// The peer id a key carries (0: none).
+inline unsigned peer_of(protocol::CancelRequest key) noexcept {
+  return (static_cast<std::uint32_t>(key.process_id) >> peer_id_shift) & peer_id_mask;
+}
+
 class CancelRegistry {
  public:
+  // 0 = no peering (keys are 31 random bits); fixed at start.
+  void set_peer_id(unsigned id) noexcept { peer_id_ = id; }
   // A fresh key, unique among live sessions, tied to the slot.
   protocol::CancelRequest add(const std::shared_ptr<CancelSlot>& slot);
   void remove(std::int32_t process_id);
@@ -65,6 +76,7 @@ class CancelRegistry {
   };
   mutable std::mutex mutex_;
   std::unordered_map<std::int32_t, Entry> entries_;
+  unsigned peer_id_ = 0;
 };
 
 }  // namespace pgw::proxy

@@ -4,8 +4,10 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include "admin.hpp"
 #include "pgw/audit/sql.hpp"
@@ -84,7 +86,6 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       login_deadline_(worker.io().get_executor()),
       handshake_deadline_(worker.io().get_executor()) {
   via_proxy_ = via_proxy;
-  server_.session_created();
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
   log_.set_session(server.next_session_id(), ec ? std::string("?") : endpoint_text(remote));
@@ -108,6 +109,7 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       id.client_port = remote.port();
     }
   }
+  server_.session_created();  // last: a constructor that throws never counted, so never holds the exit
 }
 
 ClientSession::~ClientSession() {
@@ -125,6 +127,14 @@ asio::awaitable<void> ClientSession::run(std::shared_ptr<ClientSession> self) {
 
 asio::awaitable<void> ClientSession::run_session() {
   registration_ = worker_.add(this);
+  // Unregistered however this ends (an exception included): the janitor must never see a dead session.
+  struct Unregister {
+    Worker& worker;
+    std::list<ClientSession*>::iterator it;
+    ~Unregister() { worker.remove(it); }
+  } unregister{worker_, registration_};
+  // Accepted just before a shutdown or handover began: it missed the drain sent to the others.
+  if (server_.draining()) draining_ = true;
   login_deadline_.arm(rt_->config->proxy.client_login_timeout, [weak = weak_from_this()] {
     if (auto s = weak.lock()) {
       s->log_.info("client_login_timeout passed before login finished; closing");
@@ -150,7 +160,6 @@ asio::awaitable<void> ClientSession::run_session() {
     login_deadline_.cancel();
     co_await admin_loop();
     co_await finish(SessionEnd::client_closed);
-    worker_.remove(registration_);
     co_return;
   }
   if (ok) ok = co_await join_pool();
@@ -164,7 +173,6 @@ asio::awaitable<void> ClientSession::run_session() {
     end = SessionEnd::login_timeout;
   }
   co_await finish(end);
-  worker_.remove(registration_);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -498,9 +506,26 @@ asio::awaitable<bool> ClientSession::negotiate() {
 asio::awaitable<void> ClientSession::handle_cancel(protocol::CancelRequest key) {
   auto target = server_.cancels().find(key);
   if (!target) {
+    const auto& cfg = *rt_->config;
+    unsigned peer = peer_of(key);
+    if (cfg.proxy.peer_id != 0 && peer != 0 && peer != cfg.proxy.peer_id) {
+      auto it = std::find_if(cfg.peers.begin(), cfg.peers.end(),
+                             [&](const config::PeerSettings& p) { return p.id == peer; });
+      if (it != cfg.peers.end()) {
+        log_.info("cancel request for peer {} forwarded to {}:{}", peer, it->host, it->port);
+        server_.events().count(EventFamily::cancels, "forwarded");
+        co_await forward_cancel(*it, key);
+        co_return;
+      }
+      log_.info("cancel request for peer {}, which no [[peer]] names, ignored", peer);
+      server_.events().count(EventFamily::cancels, "unknown_peer");
+      co_return;
+    }
     log_.info("cancel request with an unknown key ignored");
+    server_.events().count(EventFamily::cancels, "unknown_key");
     co_return;
   }
+  server_.events().count(EventFamily::cancels, "sent");
   // The server connection stays pinned to its client until this is done, so the cancel can never reach the
   // next client's query on that connection.
   log_.info("forwarding cancel request to {} (backend pid {})", target->host, target->server_key.process_id);
@@ -511,6 +536,52 @@ asio::awaitable<void> ClientSession::handle_cancel(protocol::CancelRequest key) 
 
 // ---------------------------------------------------------------------------------------------------------------
 // Authentication: the method (auth.type), the user's secret (auth file, then auth.query), the exchange.
+
+asio::awaitable<void> ClientSession::forward_cancel(const config::PeerSettings& peer,
+                                                    protocol::CancelRequest key) {
+  auto executor = worker_.io().get_executor();
+  auto sock = std::make_shared<tls::tcp::socket>(executor);
+  pool::Deadline deadline(executor);
+  deadline.arm(rt_->config->pool.server_connect_timeout, [weak = std::weak_ptr(sock)] {
+    if (auto s = weak.lock()) {
+      boost::system::error_code ignored;
+      s->close(ignored);
+    }
+  });
+  tls::tcp::resolver resolver(executor);
+  auto [rec, endpoints] = co_await resolver.async_resolve(peer.host, std::to_string(peer.port), use_tuple);
+  if (rec) {
+    log_.warn("cannot resolve peer {}: {}", peer.host, rec.message());
+    co_return;
+  }
+  auto [cec, ep] = co_await asio::async_connect(*sock, endpoints, use_tuple);
+  if (cec) {
+    log_.warn("cannot reach peer {}:{} to forward a cancel request: {}", peer.host, peer.port, cec.message());
+    co_return;
+  }
+  std::vector<std::uint8_t> out;
+  // Identical instances share proxy_protocol_from: if ours lists the address we connect from, the peer wants
+  // a PROXY header from it too, and a LOCAL one says "this connection is the sender itself".
+  boost::system::error_code lec;
+  auto local = sock->local_endpoint(lec);
+  if (!lec) {
+    config::IpAddress ip;
+    if (auto parsed = config::parse_ip(local.address().to_string())) ip = *parsed;
+    if (std::any_of(rt_->proxy_protocol_from.begin(), rt_->proxy_protocol_from.end(),
+                    [&](const config::Cidr& c) { return c.contains(ip); })) {
+      static constexpr std::uint8_t local_header[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                                                      0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
+      out.assign(std::begin(local_header), std::end(local_header));
+    }
+  }
+  Encoder e(out);
+  encode::cancel_request(e, key);
+  co_await asio::async_write(*sock, asio::buffer(out), use_tuple);
+  deadline.cancel();
+  boost::system::error_code ignored;
+  sock->shutdown(tls::tcp::socket::shutdown_both, ignored);
+  sock->close(ignored);
+}
 
 asio::awaitable<bool> ClientSession::login_failed(std::string_view sqlstate, std::string message,
                                                   std::string log_reason, std::string detail) {
@@ -666,9 +737,12 @@ asio::awaitable<bool> ClientSession::join_pool() {
   bool no_secret = !req.credentials.password && !req.credentials.md5_secret;
   if (server_user_ == user_ && passthrough_) req.credentials.scram_keys = passthrough_;
   if (server_user_ == user_ && no_secret && client_password_) req.credentials.password = client_password_;
-  pool::PoolLimits limits = pool_limits(db_->pool);
-  pool_ = server_.pools().get(db_->name, server_user_, limits, db_->pool.max_db_connections,
-                              db_->pool.max_user_connections, [&] { return req; });
+  // A pool created now takes the newest limits, not those of the config this connection was accepted under.
+  auto current = server_.runtime();
+  const config::DatabaseSettings* fresh = current->config->find_database(db_->name);
+  const config::PoolSettings& ps = (fresh != nullptr ? fresh : db_)->pool;
+  pool_ = server_.pools().get(db_->name, server_user_, pool_limits(ps), ps.max_db_connections,
+                              ps.max_user_connections, [&] { return req; });
   counters_ = &pool_->counters().shard(worker_.index());
   counters_->add_clients(1);
   co_return true;
@@ -1790,8 +1864,9 @@ asio::awaitable<void> ClientSession::finish(SessionEnd end) {
   if (auto conn = std::move(server_conn_)) {
     bool server_failed = end == SessionEnd::server_closed || end == SessionEnd::server_io_error ||
                          end == SessionEnd::server_protocol_violation || end == SessionEnd::settings_lost;
+    // KILL (and a client leaving a paused database): its server connections close rather than go idle.
     bool settled = !server_failed && conn->tracker.idle() && !conn->tracker.in_copy() &&
-                   !server_scan_.mid_message() && server_in_.empty();
+                   !server_scan_.mid_message() && server_in_.empty() && !server_.paused(database_);
     if (!settled) {
       // Answers still owed, COPY in progress or a broken stream: closing is the only clean way out.
       pool_->discard(std::move(conn));

@@ -80,6 +80,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<bool> join_pool();
   asio::awaitable<bool> login_to_server();
   asio::awaitable<void> handle_cancel(protocol::CancelRequest key);
+  // A CancelRequest that belongs to another instance of the fleet ([[peer]]), passed on as received.
+  asio::awaitable<void> forward_cancel(const config::PeerSettings& peer, protocol::CancelRequest key);
   // An admin user on the virtual database "pgwarden": the console instead of a pool (admin.cpp).
   asio::awaitable<void> admin_loop();
   // Waits for a server connection of the pool, counting the wait; paused databases wait for RESUME first.

@@ -14,7 +14,14 @@
 
 namespace pgw::proxy {
 
-enum class EventFamily : std::uint8_t { tls_handshakes, auth_failures, refusals, admin_commands, count_ };
+enum class EventFamily : std::uint8_t {
+  tls_handshakes,
+  auth_failures,
+  refusals,
+  admin_commands,
+  cancels,
+  count_
+};
 
 struct EventFamilyInfo {
   std::string_view metric;  // after "pgwarden_"
@@ -27,6 +34,9 @@ inline constexpr std::array<EventFamilyInfo, static_cast<std::size_t>(EventFamil
     {"auth_failures_total", "Failed client logins, by SQLSTATE", "sqlstate"},
     {"refused_connections_total", "Client connections refused before or at login, by reason", "reason"},
     {"admin_commands_total", "Admin console commands that change something, by command", "command"},
+    {"cancel_requests_total",
+     "CancelRequests: sent to a server, forwarded to a peer, or ignored (unknown key, unknown peer)",
+     "result"},
 }};
 
 class EventCounters {

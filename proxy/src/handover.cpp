@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 
 namespace pgw::proxy::handover {
@@ -64,7 +65,8 @@ bool someone_listens(const std::filesystem::path& path) {
   return true;
 }
 
-std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit) {
+std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit,
+                           const std::function<void()>& still_waiting) {
   Fd sock(connect_to(path));
   if (sock.get() < 0) throw std::runtime_error(why("cannot reach the running pgwarden at " + path.string()));
   if (::send(sock.get(), takeover_request.data(), takeover_request.size(), MSG_NOSIGNAL) !=
@@ -100,20 +102,25 @@ std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milli
       ::close(fd);
     throw std::runtime_error("the running pgwarden handed over an incomplete set of listeners");
   }
-  // The old process now drains; its end closes when it exits (after its audit log is closed).
-  const auto deadline = std::chrono::steady_clock::now() + wait_for_exit;
+  // The old process now drains; its end closes when it exits (after its audit log is closed), at the latest
+  // 10 s after its shutdown_timeout. The listeners are never given up meanwhile: closing them would refuse
+  // every client, so past `wait_for_exit` this keeps waiting and says so.
+  auto deadline = std::chrono::steady_clock::now() + wait_for_exit;
   for (;;) {
     auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      for (int fd : fds)
-        ::close(fd);
-      throw std::runtime_error(
-          "the running pgwarden did not exit within shutdown_timeout after the handover");
+      if (still_waiting) still_waiting();
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      continue;
     }
     pfd = {sock.get(), POLLIN, 0};
     int r = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
-    if (r < 0 && errno != EINTR) throw std::runtime_error(why("waiting for the old pgwarden"));
+    if (r < 0 && errno != EINTR) {
+      for (int fd : fds)
+        ::close(fd);
+      throw std::runtime_error(why("waiting for the old pgwarden"));
+    }
     if (r == 1) {
       char buf[64];
       ssize_t got = ::recv(sock.get(), buf, sizeof buf, 0);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,11 @@ inline constexpr std::string_view takeover_request = "TAKEOVER\n";
 bool someone_listens(const std::filesystem::path& path);
 
 // The new process: asks the one listening on `path` for its listeners and returns them (owned by the
-// caller), then waits until that process has exited (its end of the connection closes), at most
-// `wait_for_exit`. Throws std::runtime_error saying what failed.
-std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit);
+// caller), then waits until that process has exited (its end of the connection closes). Past
+// `wait_for_exit` it calls `still_waiting` every 10 s and goes on waiting: giving the listeners up would
+// refuse every client. Throws std::runtime_error saying what failed.
+std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit,
+                           const std::function<void()>& still_waiting = {});
 
 // The old process: sends `fds` over the connected Unix socket `socket`. False (errno set) on failure.
 bool send_listeners(int socket, const std::vector<int>& fds);

@@ -299,7 +299,10 @@ int main(int argc, char** argv) {
       }
       spdlog::info("rolling restart: taking over from the pgwarden at {}", px.handover_socket.string());
       // Its drain takes at most shutdown_timeout; connections wait in the listeners' backlog meanwhile.
-      listeners = handover::take_over(px.handover_socket, px.shutdown_timeout + std::chrono::seconds(15));
+      listeners = handover::take_over(px.handover_socket, px.shutdown_timeout + std::chrono::seconds(15), [] {
+        spdlog::warn(
+            "rolling restart: the previous pgwarden has not exited yet; connections wait in the backlog");
+      });
       spdlog::info("rolling restart: the previous process has exited; serving");
     } else if (!px.handover_socket.empty() && handover::someone_listens(px.handover_socket)) {
       spdlog::critical(

@@ -15,6 +15,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -88,6 +89,7 @@ Server::Server(std::shared_ptr<const Runtime> runtime, std::vector<int> inherite
     executors.push_back(w->io().get_executor());
   pools_ = std::make_unique<pool::PoolManager>(std::move(executors));
   audit_settings_ = runtime_->config->audit;
+  cancels_.set_peer_id(runtime_->config->proxy.peer_id);
   if (audit_settings_.enabled) {
     audit::AuditLogOptions options;
     options.alarm = [](std::string_view message) { spdlog::error("audit log: {}", message); };
@@ -347,6 +349,20 @@ void Server::record_refusal(const std::string& address, std::uint16_t port, cons
 }
 
 asio::awaitable<void> Server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
+  // The process exits only once every accept loop has ended: a connection accepted just before the
+  // listeners closed still becomes a session and is answered.
+  accept_loops_.fetch_add(1, std::memory_order_acq_rel);
+  struct Ended {
+    Server& server;
+    ~Ended() {
+      server.accept_loops_.fetch_sub(1, std::memory_order_acq_rel);
+      try {
+        if (server.draining() && !server.stopped_.load(std::memory_order_acquire)) server.maybe_finish();
+      } catch (const std::exception& e) {
+        spdlog::error("accept loop: {}", e.what());
+      }
+    }
+  } ended{*this};
   for (;;) {
     Worker& w = *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
     auto [ec, socket] = co_await acceptor.async_accept(w.io(), use_tuple);
@@ -397,7 +413,8 @@ void Server::on_signal(int sig) {
 }
 
 std::vector<config::Diagnostic> Server::reload() {
-  systemd::ReloadNotice reload_notice;  // RELOADING=1 now, READY=1 on every way out
+  systemd::ReloadNotice reload_notice;         // RELOADING=1 now, READY=1 on every way out
+  std::lock_guard reload_lock(reload_mutex_);  // SIGHUP, RELOAD and SET one at a time: none loses another's
   auto current = runtime();
   auto loaded = config::load(current->config->path);
   if (!loaded.config) {
@@ -410,6 +427,7 @@ std::vector<config::Diagnostic> Server::reload() {
 
 std::vector<config::Diagnostic> Server::set_key(std::string_view key, std::string_view value) {
   systemd::ReloadNotice reload_notice;
+  std::lock_guard reload_lock(reload_mutex_);
   auto r = config::with_setting(*runtime()->config, key, value);
   if (!r.config) {
     for (const auto& d : r.diagnostics)
@@ -422,7 +440,7 @@ std::vector<config::Diagnostic> Server::set_key(std::string_view key, std::strin
 
 std::vector<config::Diagnostic> Server::apply_config(std::shared_ptr<const config::Config> config,
                                                      std::string_view what) {
-  std::lock_guard reload_lock(reload_mutex_);  // SIGHUP and the admin console may race
+  // Called with reload_mutex_ held.
   auto current = runtime();
   auto built = build_runtime(std::move(config));
   if (!built.runtime) {
@@ -451,9 +469,9 @@ std::vector<config::Diagnostic> Server::apply_config(std::shared_ptr<const confi
   for (const auto& p : pools_->pools()) {
     const config::DatabaseSettings* db = new_cfg.find_database(p->database());
     if (db == nullptr) continue;  // removed: its clients keep their pool until they leave
-    auto request = [&] { return connect_request(*built.runtime, *db, p->user()); };
-    pools_->get(db->name, p->user(), pool_limits(db->pool), db->pool.max_db_connections,
-                db->pool.max_user_connections, request);
+    pools_->apply_limits(db->name, p->user(), pool_limits(db->pool), db->pool.max_db_connections,
+                         db->pool.max_user_connections);
+    p->set_connect_request(connect_request(*built.runtime, *db, p->user()));
   }
   if (new_cfg.proxy.revoke_on_reload) revoke_refused_clients();
   spdlog::info("{} {} (auth file: {} users); new connections use it", what, new_cfg.path.string(),
@@ -490,6 +508,15 @@ void Server::begin_shutdown() {
     if (ec) return;
     spdlog::warn("shutdown_timeout passed: closing {} remaining clients", clients_.load());
     force_close_all();
+    if (handing_over()) {
+      // The next process waits for this one to exit: whatever is still cleaning up gets 10 s more.
+      shutdown_timer_->expires_after(std::chrono::seconds(10));
+      shutdown_timer_->async_wait([this](const boost::system::error_code& e) {
+        if (e) return;
+        spdlog::warn("rolling restart: sessions still cleaning up 10 s after shutdown_timeout; exiting");
+        stop_all();
+      });
+    }
   });
   maybe_finish();
 }
@@ -515,19 +542,29 @@ asio::awaitable<void> Server::handover_loop() {
   for (;;) {
     auto accepted = co_await handover_acceptor_->async_accept(use_tuple);
     if (std::get<0>(accepted)) co_return;  // closed: shutting down
-    asio::local::stream_protocol::socket peer = std::move(std::get<1>(accepted));
+    auto peer_ptr = std::make_shared<asio::local::stream_protocol::socket>(std::move(std::get<1>(accepted)));
+    auto& peer = *peer_ptr;
     std::array<char, 32> buf{};
-    asio::steady_timer deadline(peer.get_executor(), std::chrono::seconds(5));
-    deadline.async_wait([&peer](const boost::system::error_code& e) {
-      if (!e) {
+    pool::Deadline deadline(peer.get_executor());
+    deadline.arm(std::chrono::seconds(5), [weak = std::weak_ptr(peer_ptr)] {
+      if (auto p = weak.lock()) {
         boost::system::error_code ignored;
-        peer.close(ignored);
+        p->close(ignored);
       }
     });
     auto [rec, n] = co_await asio::async_read(
         peer, asio::buffer(buf.data(), handover::takeover_request.size()), use_tuple);
     deadline.cancel();
     if (rec || std::string_view(buf.data(), n) != handover::takeover_request || draining()) continue;
+    // Only this user (or root) may take the listeners: anyone else could take over the clients' traffic.
+    ucred cred{};
+    socklen_t cred_len = sizeof cred;
+    if (::getsockopt(peer.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 ||
+        (cred.uid != ::geteuid() && cred.uid != 0)) {
+      spdlog::warn("rolling restart: takeover request from uid {} refused (not this process's user)",
+                   cred.uid);
+      continue;
+    }
     std::vector<int> fds;
     for (auto& a : acceptors_)
       fds.push_back(a->native_handle());
@@ -549,7 +586,9 @@ asio::awaitable<void> Server::handover_loop() {
 
 void Server::maybe_finish() {
   if (!draining() || clients_.load(std::memory_order_acquire) > 0 ||
-      sessions_alive_.load(std::memory_order_acquire) > 0)
+      sessions_alive_.load(std::memory_order_acquire) > 0 ||
+      (handing_over() &&
+       accept_loops_.load(std::memory_order_acquire) > 0))  // closed listeners: wait for them
     return;
   spdlog::info("all clients gone; exiting");
   stop_all();

@@ -183,6 +183,7 @@ class Server {
   std::atomic<bool> draining_{false};
   std::atomic<bool> handing_over_{false};
   std::atomic<int> sessions_alive_{0};
+  std::atomic<int> accept_loops_{0};
   std::vector<int> inherited_listeners_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> handover_acceptor_;
   std::unique_ptr<asio::local::stream_protocol::socket> handover_peer_;  // open until exit: the new one waits

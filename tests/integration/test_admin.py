@@ -214,9 +214,16 @@ def test_reload_and_set_change_pool_sizes_and_refuse_bad_configs(env):
     pgw = start(env)
     admin = admin_connect(env, pgw)
     held = [client(env, pgw) for _ in range(5)]
-    assert command(admin, "SET pool.default_size = 5") == "SET"
+    assert command(admin, "SET proxy.proxy_protocol_from TO ['10.9.0.0/16']") == "SET"  # "to" inside the key
+    assert command(admin, "SET pool.default_size TO 5") == "SET"
     assert {r["name"]: r for r in show(admin, "DATABASES")}["app"]["pool_size"] == 5
-    assert {r["key"]: r for r in show(admin, "CONFIG")}["pool.default_size"]["value"] == "5"
+    config = {r["key"]: r for r in show(admin, "CONFIG")}
+    assert config["pool.default_size"]["value"] == "5"
+    assert config["default_pool_size"]["value"] == "5"  # PgBouncer's name too, for exporters
+    assert config["max_client_conn"]["value"] == config["proxy.max_client_conn"]["value"]
+    with pytest.raises(psycopg2.Error) as e:
+        command(admin, "SET pool.no_such_key = 1")
+    assert e.value.pgcode == "42704"
     # Five clients in open transactions at once: five server connections.
     for c in held:
         c.autocommit = False
@@ -285,6 +292,7 @@ def test_pause_resume_kill_suspend_and_shutdown(env):
     with pytest.raises(psycopg2.Error):
         with c.cursor() as cur:
             cur.execute("SELECT 3")
+    assert server_connections(env.cluster) == 0  # KILL closed the database's server connections too
     assert command(admin, "RESUME") == "RESUME"
     env.assert_serves(pgw)
     assert command(admin, "SUSPEND") == "SUSPEND"

@@ -470,6 +470,25 @@ TEST(ConfigDiagnostics, AdminUsersAndMetricsListen) {
             std::vector<std::string>{"10.0.0.0/8"});
 }
 
+TEST(ConfigDiagnostics, PeersForCancelForwarding) {
+  const Config c = accepted(
+      "[proxy]\npeer_id = 2\n[[peer]]\nid = 1\nhost = \"10.0.0.1\"\n[[peer]]\nid = 2\nhost = \"10.0.0.2\"\n"
+      "port = 7432\n");
+  EXPECT_EQ(c.proxy.peer_id, 2u);
+  ASSERT_EQ(c.peers.size(), 2u);
+  EXPECT_EQ(c.peers[0].port, 6432);
+  EXPECT_EQ(c.peers[1].host, "10.0.0.2");
+  EXPECT_EQ(c.peers[1].port, 7432);
+  EXPECT_EQ(errors("[[peer]]\nid = 1\nhost = \"a\"\n[[peer]]\nid = 1\nhost = \"b\"\n"),
+            Errors{"cfg.toml:4:1: peer id 1 is listed twice"});
+  EXPECT_EQ(errors("[[peer]]\nhost = \"a\"\n"),
+            Errors{"cfg.toml:1:1: a [[peer]] needs id (1-16383) and host"});
+  EXPECT_EQ(errors("[proxy]\npeer_id = 16384\n"),
+            Errors{"cfg.toml:2:11: proxy.peer_id: value 16384 is out of range [0, 16383]"});
+  EXPECT_EQ(errors("[[peer]]\nid = 1\nhost = \"a\"\nsecret = 1\n"),
+            Errors{"cfg.toml:4:1: unknown key 'secret' in [peer]"});
+}
+
 TEST(ConfigDiagnostics, AccessRules) {
   auto c = accepted(R"toml([[access]]
 action = "allow"

@@ -631,15 +631,11 @@ TEST(PgbouncerImport, DatabaseParameters) {
   EXPECT_TRUE(note_for(r, "pgbouncer.ini:7: [databases] b auth_user: pgwarden has one").empty());
 }
 
-TEST(PgbouncerImport, UsersAndPeersAreListed) {
+TEST(PgbouncerImport, UsersAreListed) {
   auto r = convert(std::string(minimal_db) +
                    "[users]\n"
                    "alice = pool_mode=session max_user_connections=5\n"
-                   "bob =\n"
-                   "[peers]\n"
-                   "1 = host=/tmp/pgbouncer1\n"
-                   "[pgbouncer]\n"
-                   "peer_id = 1\n");
+                   "bob =\n");
   parsed(r);
   EXPECT_EQ(
       note_for(r, "pgbouncer.ini:4: [users] alice pool_mode:"),
@@ -647,10 +643,162 @@ TEST(PgbouncerImport, UsersAndPeersAreListed) {
       "pool_mode), not per user: not converted");
   EXPECT_FALSE(note_for(r, "pgbouncer.ini:4: [users] alice max_user_connections:").empty());
   EXPECT_FALSE(note_for(r, "pgbouncer.ini:5: [users] bob: no settings").empty());
-  EXPECT_FALSE(note_for(r, "pgbouncer.ini:7: [peers] 1: pgwarden has no peering").empty());
-  EXPECT_FALSE(note_for(r, "pgbouncer.ini:9: peer_id:").empty());
   auto bad = convert("[users]\nalice = pool_mode\n");
   EXPECT_EQ(errors(bad), std::vector<std::string>{"pgbouncer.ini:2:9: [users] alice: expected key=value"});
+}
+
+// How many notes are about [peers] or peer_id.
+std::size_t peer_notes(const PgbouncerImportResult& r) {
+  return static_cast<std::size_t>(std::count_if(r.notes.begin(), r.notes.end(), [](const ImportNote& n) {
+    return n.key.starts_with("[peers]") || n.key == "peer_id";
+  }));
+}
+
+TEST(PgbouncerImport, PeersBecomePeerTablesInIdOrder) {
+  auto r = convert(std::string(minimal_db) +
+                   "[peers]\n"
+                   "3 = host=10.0.0.3 port=6433 pool_size=4\n"
+                   "1 = host=/tmp/pgbouncer1\n"
+                   "02 = host=peer2.internal,peer2b.internal\n"
+                   "4 =\n"
+                   "7 = host=peer7.internal frobnicate=1 port=6440 port=6441\n"
+                   "[pgbouncer]\n"
+                   "peer_id = 1\n");
+  Config c = parsed(r);
+  EXPECT_EQ(c.proxy.peer_id, 1u);
+  ASSERT_EQ(c.peers.size(), 5u);
+  std::vector<unsigned> ids;
+  for (const auto& p : c.peers)
+    ids.push_back(p.id);
+  EXPECT_EQ(ids, (std::vector<unsigned>{1, 2, 3, 4, 7}));
+  EXPECT_EQ(c.peers[0].host, "127.0.0.1");  // a Unix socket
+  EXPECT_EQ(c.peers[0].port, 6432);
+  EXPECT_EQ(c.peers[1].host, "peer2.internal");
+  EXPECT_EQ(c.peers[2].host, "10.0.0.3");
+  EXPECT_EQ(c.peers[2].port, 6433);
+  EXPECT_EQ(c.peers[3].host, "127.0.0.1");  // no host=
+  EXPECT_EQ(c.peers[4].host, "peer7.internal");
+  EXPECT_EQ(c.peers[4].port, 6441);
+  EXPECT_TRUE(contains(r.toml, "peer_id = 1  # peer_id (line 10)")) << r.toml;
+  EXPECT_TRUE(
+      contains(r.toml,
+               "[[peer]]\n"
+               "id = 1  # [peers] line 5\n"
+               "# TODO: PgBouncer reached this peer over the Unix socket /tmp/pgbouncer1; pgwarden connects "
+               "over TCP\n"
+               "host = \"127.0.0.1\"\n"
+               "port = 6432\n"))
+      << r.toml;
+  EXPECT_TRUE(contains(r.toml, "[[peer]]\nid = 3  # [peers] line 4\nhost = \"10.0.0.3\"\nport = 6433\n"))
+      << r.toml;
+  EXPECT_TRUE(contains(r.toml, "# TODO: PgBouncer reached this peer over its Unix socket (no host=)"))
+      << r.toml;
+  // The tables come after the databases, in id order whatever the file's order.
+  EXPECT_LT(r.toml.find("[[database]]"), r.toml.find("[[peer]]"));
+  EXPECT_LT(r.toml.find("id = 2 "), r.toml.find("id = 3 "));
+  auto n = notes(r);
+  for (std::string_view expected : {
+           "pgbouncer.ini:4: [peers] 3 pool_size: pgwarden forwards only cancel requests to a peer",
+           "pgbouncer.ini:5: [peers] 1 host: a Unix socket: pgwarden connects over TCP only",
+           "pgbouncer.ini:6: [peers] 02 host: pgwarden sends a peer's cancel requests to one host: the "
+           "first, "
+           "peer2.internal, is written",
+           "pgbouncer.ini:7: [peers] 4: no host: PgBouncer reached the peer over its Unix socket",
+           "pgbouncer.ini:8: [peers] 7 frobnicate: not a [peers] parameter PgBouncer knows",
+           "pgbouncer.ini:8: [peers] 7 port: set twice in the entry",
+       }) {
+    EXPECT_TRUE(
+        std::any_of(n.begin(), n.end(), [&](const std::string& s) { return s.starts_with(expected); }))
+        << expected << "\n"
+        << testing::PrintToString(n);
+  }
+  EXPECT_EQ(peer_notes(r), 6u) << testing::PrintToString(n);  // peer_id is set: peering is on
+  // The same [peers] converts to the same TOML, byte for byte.
+  EXPECT_EQ(convert(std::string(minimal_db) + "[peers]\n"
+                                              "3 = host=10.0.0.3 port=6433 pool_size=4\n"
+                                              "1 = host=/tmp/pgbouncer1\n"
+                                              "02 = host=peer2.internal,peer2b.internal\n"
+                                              "4 =\n"
+                                              "7 = host=peer7.internal frobnicate=1 port=6440 port=6441\n"
+                                              "[pgbouncer]\n"
+                                              "peer_id = 1\n")
+                .toml,
+            r.toml);
+}
+
+TEST(PgbouncerImport, PeerIdsOutsideTheRangeAreListed) {
+  auto r = convert(std::string(minimal_db) +
+                   "[peers]\n"
+                   "0 = host=a\n"
+                   "16384 = host=b\n"
+                   "abc = host=c\n"
+                   "99999999999 = host=d\n"
+                   "1 = host=e\n"
+                   "01 = host=f\n"
+                   "16383 = host=g port=1\n"
+                   "[pgbouncer]\n"
+                   "peer_id = 16384\n");
+  Config c = parsed(r);
+  EXPECT_EQ(c.proxy.peer_id, 0u);
+  ASSERT_EQ(c.peers.size(), 2u);
+  EXPECT_EQ(c.peers[0].id, 1u);
+  EXPECT_EQ(c.peers[0].host, "f");  // "01" is peer 1 too: the last entry wins, as in PgBouncer
+  EXPECT_EQ(c.peers[1].id, 16383u);
+  EXPECT_EQ(c.peers[1].port, 1);
+  EXPECT_EQ(
+      note_for(r, "pgbouncer.ini:4:"),
+      "pgbouncer.ini:4: [peers] 0: 0 is outside pgwarden's range for peer ids [1, 16383]: not converted");
+  EXPECT_FALSE(note_for(r, "pgbouncer.ini:5: [peers] 16384: 16384 is outside pgwarden's range").empty());
+  EXPECT_EQ(
+      note_for(r, "pgbouncer.ini:6:"),
+      "pgbouncer.ini:6: [peers] abc: not a peer id (a number, the peer's peer_id, 1-16383): not converted");
+  EXPECT_FALSE(note_for(r, "pgbouncer.ini:7: [peers] 99999999999: 99999999999 is outside").empty());
+  EXPECT_EQ(
+      note_for(r, "pgbouncer.ini:8:"),
+      "pgbouncer.ini:8: [peers] 1: peer 1 again at line 9: PgBouncer uses the last entry, and so does the "
+      "import");
+  EXPECT_EQ(note_for(r, "pgbouncer.ini:12:"),
+            "pgbouncer.ini:12: peer_id: 16384 is outside pgwarden's range for proxy.peer_id [0, 16383]: not "
+            "converted");
+  EXPECT_EQ(peer_notes(r), 6u) << testing::PrintToString(notes(r));
+}
+
+TEST(PgbouncerImport, PeersWithoutPeerIdAreListed) {
+  const std::string peers = std::string(minimal_db) + "[peers]\n1 = host=a\n";
+  auto r = convert(peers);
+  Config c = parsed(r);
+  EXPECT_EQ(c.proxy.peer_id, 0u);
+  EXPECT_EQ(c.peers.size(), 1u);
+  EXPECT_EQ(
+      note_for(r, "pgbouncer.ini: peer_id:"),
+      "pgbouncer.ini: peer_id: not set, which turns peering off, in PgBouncer as in pgwarden: the [[peer]] "
+      "tables are written, but no cancel request is forwarded until proxy.peer_id gives this instance "
+      "its id");
+  auto zero = convert(peers + "[pgbouncer]\npeer_id = 0\n");
+  EXPECT_EQ(parsed(zero).peers.size(), 1u);
+  EXPECT_TRUE(contains(zero.toml, "peer_id = 0  # peer_id (line 6)")) << zero.toml;
+  EXPECT_TRUE(note_for(zero, "pgbouncer.ini:6: peer_id: 0 turns peering off, in PgBouncer as in pgwarden")
+                  .starts_with("pgbouncer.ini:6:"))
+      << testing::PrintToString(notes(zero));
+  EXPECT_EQ(peer_notes(zero), 1u) << testing::PrintToString(notes(zero));
+  // peer_id = 0 without [peers] is simply converted.
+  auto alone = convert(std::string(minimal_db) + "[pgbouncer]\npeer_id = 0\n");
+  parsed(alone);
+  EXPECT_EQ(peer_notes(alone), 0u) << testing::PrintToString(notes(alone));
+}
+
+TEST(PgbouncerImport, BadPeerValuesAreErrors) {
+  EXPECT_EQ(errors(convert("[peers]\n1 = host=a port=x\n")),
+            std::vector<std::string>{
+                "pgbouncer.ini:2:12: [peers] 1 port: invalid value \"x\": expected a whole number"});
+  EXPECT_EQ(
+      errors(convert("[peers]\n1 = host=a port=70000\n")),
+      std::vector<std::string>{"pgbouncer.ini:2:12: [peers] 1 port: 70000 is not a TCP port (1-65535)"});
+  EXPECT_EQ(errors(convert("[peers]\n1 = host\n")),
+            std::vector<std::string>{"pgbouncer.ini:2:5: [peers] 1: expected key=value"});
+  EXPECT_EQ(errors(convert("[peers]\n1 = host='a\n")),
+            std::vector<std::string>{
+                "pgbouncer.ini:2:10: [peers] 1: quoted value of host without its closing quote"});
 }
 
 TEST(PgbouncerImport, AdminUsersFollowWhatThisBuildSupports) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,7 @@ struct ProxySettings {
   std::filesystem::path metrics_tls_cert;  // "" = plain HTTP
   std::filesystem::path metrics_tls_key;
   std::filesystem::path handover_socket;  // rolling restart; "" = off
+  unsigned peer_id = 0;                   // this instance in [[peer]]; 0 = no peering
   std::vector<std::string> proxy_protocol_from;
   std::uint32_t max_packet_size = 256u << 20;  // largest message pgwarden holds whole (not streamed)
   Duration client_login_timeout = std::chrono::seconds(60);
@@ -136,6 +138,13 @@ struct PoolSettings {
   std::vector<std::string> track_extra_parameters;
 };
 
+// Another instance of the fleet (PgBouncer's [peers]): CancelRequests carrying its id go there.
+struct PeerSettings {
+  unsigned id = 0;
+  std::string host;
+  std::uint16_t port = 6432;
+};
+
 struct DatabaseSettings {
   std::string name;
   std::string host = "127.0.0.1";
@@ -184,6 +193,7 @@ struct Config {
   AuthSettings auth;
   PoolSettings pool;
   std::vector<DatabaseSettings> databases;
+  std::vector<PeerSettings> peers;
   LogSettings log;
   AuditSettings audit;
   // [[access]] rules in file order; null when none is written (see auth.hba_file for the other form).
@@ -246,5 +256,7 @@ struct ConfigRow {
   bool reloadable;
 };
 std::vector<ConfigRow> config_rows(const Config& config);
+// PgBouncer's names of the keys with the same meaning, as (pgbouncer name, "section.key").
+std::span<const std::pair<std::string_view, std::string_view>> pgbouncer_key_names() noexcept;
 
 }  // namespace pgw::config

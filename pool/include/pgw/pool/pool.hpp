@@ -147,6 +147,9 @@ class PoolManager {
   std::shared_ptr<Pool> get(const std::string& database, const std::string& user, const PoolLimits& limits,
                             unsigned max_db_connections, unsigned max_user_connections,
                             const std::function<ConnectRequest()>& make_request);
+  // A reload: the pool's new limits and the shared limits of its database and user.
+  void apply_limits(const std::string& database, const std::string& user, const PoolLimits& limits,
+                    unsigned max_db_connections, unsigned max_user_connections);
   void start_janitor(std::chrono::milliseconds period);
   void stop();
   std::vector<std::shared_ptr<Pool>> pools() const;
