@@ -73,7 +73,8 @@ bool certificate_names_user(const config::AuthSettings& auth, std::string_view c
 
 }  // namespace
 
-ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket socket, bool via_proxy)
+ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket socket, bool via_proxy,
+                             std::vector<std::uint8_t> initial)
     : server_(server),
       worker_(worker),
       rt_(server.runtime()),
@@ -86,6 +87,11 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       login_deadline_(worker.io().get_executor()),
       handshake_deadline_(worker.io().get_executor()) {
   via_proxy_ = via_proxy;
+  if (!initial.empty()) {
+    client_in_.reserve(initial.size());
+    std::copy(initial.begin(), initial.end(), client_in_.writable().begin());
+    client_in_.commit(initial.size());
+  }
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
   log_.set_session(server.next_session_id(), ec ? std::string("?") : endpoint_text(remote));

@@ -42,7 +42,9 @@ struct Setting {
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // via_proxy: the peer is a trusted load balancer that sends a PROXY header first.
-  ClientSession(Server& server, Worker& worker, tls::tcp::socket socket, bool via_proxy);
+  // `initial`: bytes already read from the client (a connection held through a rolling restart).
+  ClientSession(Server& server, Worker& worker, tls::tcp::socket socket, bool via_proxy,
+                std::vector<std::uint8_t> initial = {});
   ~ClientSession();
 
   // The whole life of the connection; runs on the worker's thread. The coroutine frame owns the session

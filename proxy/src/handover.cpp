@@ -16,6 +16,7 @@ namespace pgw::proxy::handover {
 namespace {
 
 constexpr std::size_t max_listeners = 64;
+constexpr std::size_t max_held = 4096;  // connections held while the old process drains; the rest queue
 
 class Fd {
  public:
@@ -65,8 +66,8 @@ bool someone_listens(const std::filesystem::path& path) {
   return true;
 }
 
-std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit,
-                           const std::function<void()>& still_waiting) {
+Taken take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit,
+                const std::function<void()>& still_waiting) {
   Fd sock(connect_to(path));
   if (sock.get() < 0) throw std::runtime_error(why("cannot reach the running pgwarden at " + path.string()));
   if (::send(sock.get(), takeover_request.data(), takeover_request.size(), MSG_NOSIGNAL) !=
@@ -103,8 +104,17 @@ std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milli
     throw std::runtime_error("the running pgwarden handed over an incomplete set of listeners");
   }
   // The old process now drains; its end closes when it exits (after its audit log is closed), at the latest
-  // 10 s after its shutdown_timeout. The listeners are never given up meanwhile: closing them would refuse
-  // every client, so past `wait_for_exit` this keeps waiting and says so.
+  // 10 s after its shutdown_timeout. Meanwhile connections are accepted here: a CancelRequest goes to the old
+  // process over this socket (its key is one of the old process's), anything else is held, its first bytes
+  // read, until the old process has gone. The listeners are never given up: closing them would refuse every
+  // client, so past `wait_for_exit` this keeps waiting and says so.
+  Taken out;
+  out.listeners = fds;
+  struct Pending {
+    int fd;
+    std::vector<std::uint8_t> bytes;
+  };
+  std::vector<Pending> pending;  // first packet not classified yet
   auto deadline = std::chrono::steady_clock::now() + wait_for_exit;
   for (;;) {
     auto left =
@@ -114,20 +124,75 @@ std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milli
       deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       continue;
     }
-    pfd = {sock.get(), POLLIN, 0};
-    int r = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
+    std::vector<pollfd> pfds{{sock.get(), POLLIN, 0}};
+    const bool room = pending.size() + out.held.size() < max_held;
+    if (room) {
+      for (int fd : fds)
+        pfds.push_back({fd, POLLIN, 0});
+    }
+    for (const auto& p : pending)
+      pfds.push_back({p.fd, POLLIN, 0});
+    int r = ::poll(pfds.data(), pfds.size(), static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
     if (r < 0 && errno != EINTR) {
       for (int fd : fds)
         ::close(fd);
       throw std::runtime_error(why("waiting for the old pgwarden"));
     }
-    if (r == 1) {
+    if (r <= 0) continue;
+    if ((pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       char buf[64];
-      ssize_t got = ::recv(sock.get(), buf, sizeof buf, 0);
-      if (got <= 0) break;  // EOF (or reset): it has exited
+      ssize_t got = ::recv(sock.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) break;  // it has exited
+    }
+    std::size_t at = 1;
+    if (room) {
+      for (int fd : fds) {
+        if ((pfds[at++].revents & POLLIN) == 0) continue;
+        int client = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (client >= 0) pending.push_back({client, {}});
+      }
+    }
+    for (std::size_t k = 0; k < pending.size(); ++at) {
+      auto& p = pending[k];
+      if (at < pfds.size() && pfds[at].fd == p.fd && (pfds[at].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+        // The first 8 bytes say what it is; a CancelRequest is 16 in all.
+        std::uint8_t buf[16];
+        std::size_t want = p.bytes.size() < 8 ? 8 - p.bytes.size() : 16 - p.bytes.size();
+        ssize_t got = ::recv(p.fd, buf, want, MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          ::close(p.fd);
+          pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(k));
+          continue;
+        }
+        if (got > 0) p.bytes.insert(p.bytes.end(), buf, buf + got);
+        const bool cancel = p.bytes.size() >= 8 && p.bytes[0] == 0 && p.bytes[1] == 0 && p.bytes[2] == 0 &&
+                            p.bytes[3] == 16 && p.bytes[4] == 0x04 && p.bytes[5] == 0xd2 &&
+                            p.bytes[6] == 0x16 && p.bytes[7] == 0x2e;  // length 16, code 80877102
+        if (cancel && p.bytes.size() == 16) {
+          std::string line = "CANCEL ";
+          static constexpr char hex[] = "0123456789abcdef";
+          for (std::size_t b = 8; b < 16; ++b) {
+            line += hex[p.bytes[b] >> 4];
+            line += hex[p.bytes[b] & 15];
+          }
+          line += "\n";
+          ::send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL);
+          ::close(p.fd);
+          pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(k));
+          continue;
+        }
+        if (p.bytes.size() >= 8 && !cancel) {
+          out.held.push_back({p.fd, std::move(p.bytes)});
+          pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(k));
+          continue;
+        }
+      }
+      ++k;
     }
   }
-  return fds;
+  for (auto& p : pending)
+    out.held.push_back({p.fd, std::move(p.bytes)});
+  return out;
 }
 
 bool send_listeners(int socket, const std::vector<int>& fds) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -17,12 +18,23 @@ inline constexpr std::string_view takeover_request = "TAKEOVER\n";
 // True when a process accepts connections on `path`.
 bool someone_listens(const std::filesystem::path& path);
 
-// The new process: asks the one listening on `path` for its listeners and returns them (owned by the
-// caller), then waits until that process has exited (its end of the connection closes). Past
-// `wait_for_exit` it calls `still_waiting` every 10 s and goes on waiting: giving the listeners up would
+// A client connection accepted while the old process drained, with the bytes already read from it.
+struct HeldConnection {
+  int fd;
+  std::vector<std::uint8_t> bytes;
+};
+struct Taken {
+  std::vector<int> listeners;
+  std::vector<HeldConnection> held;
+};
+
+// The new process: asks the one listening on `path` for its listeners, then waits until that process has
+// exited (its end of the connection closes). Meanwhile it accepts: CancelRequests are passed to the old
+// process (a line "CANCEL <16 hex digits: process id, secret>"), other connections are held for the caller.
+// Past `wait_for_exit` it calls `still_waiting` every 10 s and goes on waiting: giving the listeners up would
 // refuse every client. Throws std::runtime_error saying what failed.
-std::vector<int> take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit,
-                           const std::function<void()>& still_waiting = {});
+Taken take_over(const std::filesystem::path& path, std::chrono::milliseconds wait_for_exit,
+                const std::function<void()>& still_waiting = {});
 
 // The old process: sends `fds` over the connected Unix socket `socket`. False (errno set) on failure.
 bool send_listeners(int socket, const std::vector<int>& fds);

@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error code, not a signal
   log::setup(runtime->config->log);
   try {
-    std::vector<int> listeners;
+    handover::Taken taken;
     const auto& px = runtime->config->proxy;
     if (vm.count("takeover")) {
       if (px.handover_socket.empty()) {
@@ -299,7 +299,7 @@ int main(int argc, char** argv) {
       }
       spdlog::info("rolling restart: taking over from the pgwarden at {}", px.handover_socket.string());
       // Its drain takes at most shutdown_timeout; connections wait in the listeners' backlog meanwhile.
-      listeners = handover::take_over(px.handover_socket, px.shutdown_timeout + std::chrono::seconds(15), [] {
+      taken = handover::take_over(px.handover_socket, px.shutdown_timeout + std::chrono::seconds(15), [] {
         spdlog::warn(
             "rolling restart: the previous pgwarden has not exited yet; connections wait in the backlog");
       });
@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
           path, px.handover_socket.string());
       return 1;
     }
-    Server server(runtime, std::move(listeners));
+    Server server(runtime, std::move(taken));
     return server.run();
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());

@@ -10,6 +10,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -78,8 +80,10 @@ void Worker::janitor_step() {
   });
 }
 
-Server::Server(std::shared_ptr<const Runtime> runtime, std::vector<int> inherited_listeners)
-    : runtime_(std::move(runtime)), inherited_listeners_(std::move(inherited_listeners)) {
+Server::Server(std::shared_ptr<const Runtime> runtime, handover::Taken taken)
+    : runtime_(std::move(runtime)),
+      inherited_listeners_(std::move(taken.listeners)),
+      held_connections_(std::move(taken.held)) {
   unsigned n = runtime_->config->proxy.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i)
@@ -203,6 +207,25 @@ int Server::run() {
   auto& io0 = workers_[0]->io();
   const auto& cfg = *runtime_->config;
   bind_listeners(cfg);
+  // Connections accepted while the previous process drained: sessions now, with what they already sent.
+  for (auto& held : held_connections_) {
+    Worker& w = *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(held.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    tls::tcp::socket socket(w.io());
+    boost::system::error_code ec;
+    socket.assign(ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), held.fd, ec);
+    if (ec) {
+      ::close(held.fd);
+      continue;
+    }
+    start_session(w, std::move(socket), std::move(held.bytes));
+  }
+  if (!held_connections_.empty())
+    spdlog::info("rolling restart: {} connections held during the handover are served",
+                 held_connections_.size());
+  held_connections_.clear();
   if (!cfg.proxy.handover_socket.empty()) {
     // main() made sure no live process owns it: what is there is left over from one that exited.
     std::error_code ignored;
@@ -374,29 +397,35 @@ asio::awaitable<void> Server::accept_loop(asio::ip::tcp::acceptor& acceptor) {
       co_await t.async_wait(use_tuple);
       continue;
     }
-    boost::system::error_code rec;
-    auto remote = socket.remote_endpoint(rec);
-    if (rec) continue;  // already gone
-    auto rt = runtime();
-    config::IpAddress address = ip_of(remote.address());
-    bool via_proxy = std::any_of(rt->proxy_protocol_from.begin(), rt->proxy_protocol_from.end(),
-                                 [&](const config::Cidr& c) { return c.contains(address); });
-    if (!via_proxy) {
-      // A load balancer's address says nothing about the client: its connections are judged after the header.
-      AddressVerdict verdict = admit_address(address, *rt);
-      if (!verdict.admitted) {
-        record_refusal(remote.address().to_string(), remote.port(), verdict);
-        asio::co_spawn(w.io(),
-                       refuse_before_tls(std::move(socket), verdict.sqlstate, verdict.message,
-                                         rt->config->proxy.client_handshake_timeout),
-                       asio::detached);
-        continue;
-      }
-    }
-    auto session = std::make_shared<ClientSession>(*this, w, std::move(socket), via_proxy);
-    asio::co_spawn(w.io(), ClientSession::run(std::move(session)),
-                   [](const std::exception_ptr& e) { log_exception(e, "client session"); });
+    start_session(w, std::move(socket), {});
   }
+}
+
+void Server::start_session(Worker& w, tls::tcp::socket socket, std::vector<std::uint8_t> initial) {
+  boost::system::error_code rec;
+  auto remote = socket.remote_endpoint(rec);
+  if (rec) return;  // already gone
+  auto rt = runtime();
+  config::IpAddress address = ip_of(remote.address());
+  bool via_proxy = std::any_of(rt->proxy_protocol_from.begin(), rt->proxy_protocol_from.end(),
+                               [&](const config::Cidr& c) { return c.contains(address); });
+  // A load balancer's address says nothing about the client: its connections are judged after the header.
+  // A connection held during a rolling restart has had its first bytes read: the access rules judge it at
+  // login instead.
+  if (!via_proxy && initial.empty()) {
+    AddressVerdict verdict = admit_address(address, *rt);
+    if (!verdict.admitted) {
+      record_refusal(remote.address().to_string(), remote.port(), verdict);
+      asio::co_spawn(w.io(),
+                     refuse_before_tls(std::move(socket), verdict.sqlstate, verdict.message,
+                                       rt->config->proxy.client_handshake_timeout),
+                     asio::detached);
+      return;
+    }
+  }
+  auto session = std::make_shared<ClientSession>(*this, w, std::move(socket), via_proxy, std::move(initial));
+  asio::co_spawn(w.io(), ClientSession::run(std::move(session)),
+                 [](const std::exception_ptr& e) { log_exception(e, "client session"); });
 }
 
 void Server::on_signal(int sig) {
@@ -568,6 +597,7 @@ asio::awaitable<void> Server::handover_loop() {
     std::vector<int> fds;
     for (auto& a : acceptors_)
       fds.push_back(a->native_handle());
+    if (fds.empty()) continue;
     if (!handover::send_listeners(peer.native_handle(), fds)) {
       spdlog::error("rolling restart: handing the listeners over failed: {}", std::strerror(errno));
       continue;
@@ -580,8 +610,44 @@ asio::awaitable<void> Server::handover_loop() {
       a->close(ignored);  // our descriptors only: the sockets live on in the new process
     handing_over_.store(true, std::memory_order_release);
     begin_shutdown();
+    // The new process passes on the CancelRequests it receives meanwhile: their keys are ours.
+    std::string line;
+    for (;;) {
+      auto [lec, got] =
+          co_await asio::async_read_until(*handover_peer_, asio::dynamic_buffer(line, 64), '\n', use_tuple);
+      if (lec) co_return;  // the new process is gone, or the line is too long: nothing more to pass on
+      std::string_view text(line.data(), got - 1);
+      if (text.size() == 23 && text.starts_with("CANCEL ")) {
+        std::uint8_t raw[8];
+        bool ok = true;
+        for (std::size_t b = 0; b < 8 && ok; ++b) {
+          auto parsed = std::from_chars(text.data() + 7 + 2 * b, text.data() + 9 + 2 * b, raw[b], 16);
+          ok = parsed.ec == std::errc{} && parsed.ptr == text.data() + 9 + 2 * b;
+        }
+        if (ok)
+          co_await cancel_for_successor(
+              protocol::CancelRequest{static_cast<std::int32_t>(protocol::load_u32(raw)),
+                                      static_cast<std::int32_t>(protocol::load_u32(raw + 4))});
+      }
+      line.erase(0, got);
+    }
+  }
+}
+
+asio::awaitable<void> Server::cancel_for_successor(protocol::CancelRequest key) {
+  auto target = cancels_.find(key);
+  if (!target) {
+    events_.count(EventFamily::cancels, "unknown_key");
     co_return;
   }
+  events_.count(EventFamily::cancels, "sent");
+  spdlog::info("rolling restart: cancel request passed on by the new process sent to {} (backend pid {})",
+               target->host, target->server_key.process_id);
+  auto rt = runtime();
+  co_await pool::send_cancel(workers_[0]->io().get_executor(), target->endpoint, target->host,
+                             target->server_key, rt->server_tls, rt->server_policy,
+                             rt->config->pool.server_connect_timeout);
+  if (target->connection) target->connection->cancels_in_flight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 void Server::maybe_finish() {

@@ -22,6 +22,7 @@
 #include "cancel_registry.hpp"
 #include "client_limits.hpp"
 #include "event_counters.hpp"
+#include "handover.hpp"
 #include "login_backoff.hpp"
 #include "pgw/audit/classify.hpp"
 #include "pgw/audit/log.hpp"
@@ -69,8 +70,8 @@ class Worker {
 
 class Server {
  public:
-  // `inherited_listeners`: listening sockets taken over from the previous process (rolling restart).
-  explicit Server(std::shared_ptr<const Runtime> runtime, std::vector<int> inherited_listeners = {});
+  // `taken`: listening sockets and held connections taken over from the previous process (rolling restart).
+  explicit Server(std::shared_ptr<const Runtime> runtime, handover::Taken taken = {});
   ~Server();
 
   // Binds the listeners (throws with a clear message if it cannot), runs until shut down; returns the exit
@@ -153,6 +154,9 @@ class Server {
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
   // Rolling restart, old side: hands the listeners to the process that asks, then drains.
   asio::awaitable<void> handover_loop();
+  asio::awaitable<void> cancel_for_successor(protocol::CancelRequest key);
+  // A new client connection (accepted, or held through a handover with `initial` bytes already read).
+  void start_session(Worker& w, tls::tcp::socket socket, std::vector<std::uint8_t> initial);
   void bind_listeners(const config::Config& cfg);
   void on_signal(int signal);
   std::vector<config::Diagnostic> apply_config(std::shared_ptr<const config::Config> config,
@@ -185,6 +189,7 @@ class Server {
   std::atomic<int> sessions_alive_{0};
   std::atomic<int> accept_loops_{0};
   std::vector<int> inherited_listeners_;
+  std::vector<handover::HeldConnection> held_connections_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> handover_acceptor_;
   std::unique_ptr<asio::local::stream_protocol::socket> handover_peer_;  // open until exit: the new one waits
   std::atomic<bool> stopped_{false};

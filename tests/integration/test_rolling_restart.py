@@ -3,6 +3,7 @@
 transaction fails. A persistent client is closed cleanly (57P01) at a transaction boundary, and the audit chain
 goes on in the same file, written by one process at a time."""
 import json
+import struct
 import os
 import re
 import subprocess
@@ -87,3 +88,49 @@ def check_after_restart(env, old, new, bench, out, err, persistent, audit):
     assert len(inserts) == processed + 1
     check = harness.run([str(harness.PGWARDEN), "audit", "verify", str(audit)])
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_cancel_sent_during_the_drain_reaches_the_old_process(env, tmp_path):
+    """While the old process drains, the new one holds new connections and passes CancelRequests back to it."""
+    handover = tmp_path / "handover.sock"
+    old = env.start(proxy={"workers": 2, "handover_socket": str(handover), "shutdown_timeout": "30s"},
+                    pool={"mode": "transaction", "default_size": 4})
+    w = harness.tls_startup(old.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    messages = harness.scram_login(w, "alice", "alice-pw")
+    assert messages[-1][0] == b"Z"
+    pid, secret = struct.unpack("!ii", [body for t, body in messages if t == b"K"][0])
+    w.send(harness.message(b"Q", b"SELECT pg_sleep(25)\0"))  # keeps the old process draining
+    time.sleep(0.5)
+    new_log = open(tmp_path / "new.log", "ab")
+    new = subprocess.Popen([str(harness.PGWARDEN), "--config", str(old.config_path), "--takeover"],
+                           stdout=new_log, stderr=subprocess.STDOUT)
+    try:
+        harness.wait_until(lambda: "listeners handed to the new process" in old.log(), 10, "the handover")
+        # A client arriving now is held by the new process until the old one has gone.
+        late = subprocess.Popen(["psql", "-X", "-A", "-t", "-c", "SELECT 7", env.via(old)],
+                                env=dict(os.environ, PGPASSWORD="alice-pw"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        started = time.monotonic()
+        c = harness.Wire(old.port)  # reaches the new process, which owns the listener now
+        c.send(harness.cancel_request(pid, secret))
+        c.close()
+        t, body = w.read_message()
+        while t not in (b"E", b"Z"):
+            t, body = w.read_message()
+        assert t == b"E" and harness.error_fields(body)["C"] == "57014", (t, body)
+        assert time.monotonic() - started < 10
+        # After the cancelled statement the client is at a transaction boundary: closed with 57P01.
+        t, body = w.read_message()
+        while t != b"E":
+            t, body = w.read_message()
+        assert harness.error_fields(body)["C"] == "57P01"
+        w.close()
+        assert old.proc.wait(30) == 0
+        out, err = late.communicate(timeout=30)
+        assert late.returncode == 0 and out.strip() == "7", err
+        assert "passed on by the new process" in old.log()
+    finally:
+        if new.poll() is None:
+            new.terminate()
+            new.wait(30)
+        new_log.close()
