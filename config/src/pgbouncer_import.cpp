@@ -516,7 +516,8 @@ constexpr std::array global_keys{
     GlobalKey{"transaction_timeout", Kind::unsupported, "",
               "set transaction_timeout (PostgreSQL 17) or idle_in_transaction_session_timeout in PostgreSQL"},
     GlobalKey{"suspend_timeout", Kind::unsupported, "",
-              "not applicable: pgwarden has no SUSPEND or online restart"},
+              "pgwarden's SUSPEND waits for open transactions with no timeout of its own, and its rolling "
+              "restart (proxy.handover_socket) needs no SUSPEND"},
     // Low-level network settings
     GlobalKey{"pkt_buf", Kind::unsupported, "", "pgwarden sizes its buffers itself; not configurable"},
     GlobalKey{"max_packet_size", Kind::special, "proxy.max_packet_size", ""},

@@ -42,4 +42,11 @@ std::int64_t PoolCounters::clients() const noexcept {
   return n;
 }
 
+std::int64_t PoolCounters::paused() const noexcept {
+  std::int64_t n = 0;
+  for (std::size_t w = 0; w < n_; ++w)
+    n += shards_[w].paused.load(std::memory_order_relaxed);
+  return n;
+}
+
 }  // namespace pgw::pool

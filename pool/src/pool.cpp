@@ -85,6 +85,14 @@ PoolLimits Pool::limits() const {
   return core_.limits();
 }
 
+Pool::ClientCounts Pool::client_counts(const Stats& stats) const noexcept {
+  ClientCounts c;
+  c.waiting = static_cast<std::int64_t>(stats.waiting) + counters_.paused();
+  // The shards are read one by one: never show fewer clients than are waiting.
+  c.active = std::max<std::int64_t>(counters_.clients(), c.waiting) - c.waiting;
+  return c;
+}
+
 std::vector<Pool::IdleServer> Pool::idle_servers() const {
   std::vector<IdleServer> out;
   std::lock_guard lock(mutex_);

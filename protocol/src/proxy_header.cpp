@@ -228,4 +228,11 @@ Result parse(Bytes input) noexcept {
   return invalid("not a PROXY protocol header");
 }
 
+std::array<std::uint8_t, 16> v2_local_header() noexcept {
+  std::array<std::uint8_t, 16> h{};
+  std::copy(v2_signature.begin(), v2_signature.end(), h.begin());
+  h[12] = 0x20;  // version 2, LOCAL
+  return h;      // family UNSPEC, length 0
+}
+
 }  // namespace pgw::protocol::proxy_header

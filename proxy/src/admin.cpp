@@ -58,16 +58,8 @@ class Result {
   std::vector<std::vector<std::optional<std::string>>> rows_;
 };
 
-std::string num(std::uint64_t v) {
-  return std::to_string(v);
-}
-std::string num(std::int64_t v) {
-  return std::to_string(v);
-}
-std::string num(unsigned v) {
-  return std::to_string(v);
-}
-std::string num(int v) {
+template <class T>
+std::string num(T v) {
   return std::to_string(v);
 }
 
@@ -308,11 +300,11 @@ asio::awaitable<void> AdminConsole::show(std::string_view what, std::vector<std:
     r.column("pool_mode", oid_text);
     for (const auto& p : server_.pools().pools()) {
       auto s = p->stats();
-      auto clients = std::max<std::int64_t>(p->counters().clients(), s.waiting);
+      auto clients = p->client_counts(s);
       const auto* db = cfg.find_database(p->database());
       std::string mode = db != nullptr ? std::string(config::to_string(db->pool.mode)) : "";
-      r.row({p->database(), p->user(), num(clients - s.waiting), num(s.waiting), "0", "0", num(s.active), "0",
-             "0", num(s.idle), "0", "0", num(s.connecting), num(s.max_wait_ms / 1000),
+      r.row({p->database(), p->user(), num(clients.active), num(clients.waiting), "0", "0", num(s.active),
+             "0", "0", num(s.idle), "0", "0", num(s.connecting), num(s.max_wait_ms / 1000),
              num((s.max_wait_ms % 1000) * 1000), nullable(mode)});
     }
   } else if (what == "STATS" || what == "STATS_TOTALS" || what == "STATS_AVERAGES") {

@@ -575,9 +575,8 @@ asio::awaitable<void> ClientSession::forward_cancel(const config::PeerSettings& 
     if (auto parsed = config::parse_ip(local.address().to_string())) ip = *parsed;
     if (std::any_of(rt_->proxy_protocol_from.begin(), rt_->proxy_protocol_from.end(),
                     [&](const config::Cidr& c) { return c.contains(ip); })) {
-      static constexpr std::uint8_t local_header[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
-                                                      0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
-      out.assign(std::begin(local_header), std::end(local_header));
+      const auto local_header = protocol::proxy_header::v2_local_header();
+      out.assign(local_header.begin(), local_header.end());
     }
   }
   Encoder e(out);
@@ -1035,6 +1034,14 @@ asio::awaitable<pool::AcquireResult> ClientSession::acquire_server() {
     // PAUSE, SUSPEND, KILL: new work waits for RESUME, within query_wait_timeout.
     const auto limit = db_->pool.query_wait_timeout;
     asio::steady_timer t(worker_.io());
+    // Counted as waiting (SHOW POOLS cl_waiting) however the wait ends.
+    struct PausedWait {
+      pool::CounterShard& shard;
+      explicit PausedWait(pool::CounterShard& s) : shard(s) { shard.add_paused(1); }
+      ~PausedWait() { shard.add_paused(-1); }
+      PausedWait(const PausedWait&) = delete;
+      PausedWait& operator=(const PausedWait&) = delete;
+    } counted(*counters_);
     while (server_.paused(db_->name)) {
       if ((limit.count() > 0 && pool::Clock::now() - started >= limit) || !client_.is_open()) {
         waiting_since_.reset();

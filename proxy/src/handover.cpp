@@ -11,6 +11,9 @@
 #include <functional>
 #include <stdexcept>
 
+#include "pgw/protocol/bytes.hpp"
+#include "pgw/protocol/messages.hpp"
+
 namespace pgw::proxy::handover {
 
 namespace {
@@ -165,9 +168,9 @@ Taken take_over(const std::filesystem::path& path, std::chrono::milliseconds wai
           continue;
         }
         if (got > 0) p.bytes.insert(p.bytes.end(), buf, buf + got);
-        const bool cancel = p.bytes.size() >= 8 && p.bytes[0] == 0 && p.bytes[1] == 0 && p.bytes[2] == 0 &&
-                            p.bytes[3] == 16 && p.bytes[4] == 0x04 && p.bytes[5] == 0xd2 &&
-                            p.bytes[6] == 0x16 && p.bytes[7] == 0x2e;  // length 16, code 80877102
+        const bool cancel = p.bytes.size() >= 8 && protocol::load_u32(p.bytes.data()) == 16 &&
+                            protocol::load_u32(p.bytes.data() + 4) ==
+                                static_cast<std::uint32_t>(protocol::cancel_request_code);
         if (cancel && p.bytes.size() == 16) {
           std::string line = "CANCEL ";
           static constexpr char hex[] = "0123456789abcdef";

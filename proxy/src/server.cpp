@@ -915,7 +915,7 @@ asio::awaitable<std::string> Server::render_metrics() {
   struct PoolRow {
     std::string labels;
     pool::Pool::Stats stats;
-    std::int64_t clients;
+    pool::Pool::ClientCounts clients;
     pool::CounterValues counters;
     pool::BucketValues buckets;
     unsigned size;
@@ -924,18 +924,18 @@ asio::awaitable<std::string> Server::render_metrics() {
   for (const auto& p : pools_->pools()) {
     PoolRow r{fmt::format("database=\"{}\",user=\"{}\"", label_value(p->database()), label_value(p->user())),
               p->stats(),
-              p->counters().clients(),
+              {},
               p->counters().totals(),
               p->counters().wait_histogram(),
               p->limits().default_size};
-    r.clients = std::max<std::int64_t>(r.clients, r.stats.waiting);
+    r.clients = p->client_counts(r.stats);
     rows.push_back(std::move(r));
   }
   m.family("pool_clients", "gauge",
-           "Logged-in clients of a pool by state (waiting: for a server connection)");
+           "Logged-in clients of a pool by state (waiting: for a server connection, or for RESUME)");
   for (const auto& r : rows) {
-    m.sample("pool_clients", r.labels + ",state=\"active\"", r.clients - r.stats.waiting);
-    m.sample("pool_clients", r.labels + ",state=\"waiting\"", r.stats.waiting);
+    m.sample("pool_clients", r.labels + ",state=\"active\"", r.clients.active);
+    m.sample("pool_clients", r.labels + ",state=\"waiting\"", r.clients.waiting);
   }
   m.family("pool_servers", "gauge", "Server connections of a pool by state");
   for (const auto& r : rows) {

@@ -274,7 +274,8 @@ def test_pause_resume_kill_suspend_and_shutdown(env):
     t.start()
     time.sleep(0.5)
     assert not done.is_set(), "a query ran on a paused database"
-    assert show_pool(admin)["cl_waiting"] == 1 or show_pool(admin)["cl_active"] == 1
+    assert show_pool(admin)["cl_waiting"] == 1  # waiting for RESUME
+    assert show_pool(admin)["cl_active"] == 0
     assert command(admin, "RESUME app") == "RESUME"
     t.join(10)
     assert done.is_set()

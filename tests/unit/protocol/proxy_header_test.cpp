@@ -268,6 +268,15 @@ TEST(ProxyHeaderV2, LocalGivesNoAddress) {
   }
 }
 
+TEST(ProxyHeaderV2, OurLocalHeaderParsesAsLocal) {
+  const auto h = pgw::protocol::proxy_header::v2_local_header();
+  EXPECT_EQ(ByteVec(h.begin(), h.end()), v2(0x20, 0x00, {}));
+  Result r = parse_all(ByteVec(h.begin(), h.end()));
+  ASSERT_EQ(r.status, Status::done) << r.reason;
+  EXPECT_EQ(r.header.command, Command::local);
+  EXPECT_EQ(r.header.size, h.size());
+}
+
 TEST(ProxyHeaderV2, UnspecAndUnixGiveNoAddress) {
   ByteVec unspec = v2(0x21, 0x00, {});
   Result r = parse_all(unspec);

@@ -56,6 +56,7 @@ struct alignas(64) CounterShard {
   std::array<std::atomic<std::uint64_t>, wait_buckets.size()>
       wait_bucket_counts{};              // per bucket, not cumulative
   std::atomic<std::int64_t> clients{0};  // logged-in clients of this pool on this worker
+  std::atomic<std::int64_t> paused{0};   // of them, waiting for RESUME (PAUSE, KILL, SUSPEND)
 
   void add(PoolCounter c, std::uint64_t n) noexcept {
     auto& v = values[static_cast<std::size_t>(c)];
@@ -63,6 +64,9 @@ struct alignas(64) CounterShard {
   }
   void add_clients(std::int64_t n) noexcept {
     clients.store(clients.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void add_paused(std::int64_t n) noexcept {
+    paused.store(paused.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   // A wait of `us` microseconds: counted in wait_time, wait_count and the histogram.
   void add_wait(std::uint64_t us) noexcept;
@@ -76,6 +80,7 @@ class PoolCounters {
   CounterValues totals() const noexcept;
   BucketValues wait_histogram() const noexcept;  // per bucket, not cumulative
   std::int64_t clients() const noexcept;
+  std::int64_t paused() const noexcept;
 
  private:
   std::unique_ptr<CounterShard[]> shards_;

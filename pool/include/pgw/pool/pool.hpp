@@ -104,6 +104,13 @@ class Pool : public std::enable_shared_from_this<Pool> {
     Clock::time_point idle_since;
   };
   std::vector<IdleServer> idle_servers() const;
+  // Logged-in clients by state (SHOW POOLS cl_active / cl_waiting, /metrics): waiting for a server
+  // connection, or for RESUME.
+  struct ClientCounts {
+    std::int64_t active = 0;
+    std::int64_t waiting = 0;
+  };
+  ClientCounts client_counts(const Stats& stats) const noexcept;
   PoolCounters& counters() noexcept { return counters_; }
   const PoolCounters& counters() const noexcept { return counters_; }
   const std::string& database() const noexcept { return database_; }

@@ -56,4 +56,8 @@ struct Result {
 // bytes do not change the outcome.
 Result parse(Bytes input) noexcept;
 
+// A v2 header with the LOCAL command and no addresses: "this connection is the sender itself" (2.2), for
+// pgwarden's own connections to a peer that expects a header from the address they come from.
+std::array<std::uint8_t, 16> v2_local_header() noexcept;
+
 }  // namespace pgw::protocol::proxy_header
