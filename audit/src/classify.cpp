@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -1527,7 +1528,11 @@ void Classifier::classify(std::string_view sql, const SqlPrepared* session, std:
     ++stats_.misses;
     scratch_.clear();
     compute(sql, scratch_);
-    remember(sql, scratch_);
+    if (admit(sql)) {
+      remember(sql, scratch_);
+    } else {
+      ++stats_.not_admitted;
+    }
     result = &scratch_;
   }
 
@@ -1633,6 +1638,19 @@ void Classifier::full(std::string_view sql, std::vector<Statement>& out) {
     classify_piece(sql, b, e, limits_.max_parse_bytes, out);
   }
   pg_query_free_split_result(split);
+}
+
+bool Classifier::admit(std::string_view sql) {
+  if (limits_.cache_entries == 0) return false;
+  if (seen_once_.empty()) seen_once_.assign(std::bit_ceil(limits_.cache_entries), 0);
+  const std::size_t h = std::hash<std::string_view>{}(sql) | 1;  // 0 marks an empty slot
+  std::size_t& slot = seen_once_[h & (seen_once_.size() - 1)];
+  if (slot == h) {
+    slot = 0;
+    return true;
+  }
+  slot = h;
+  return false;
 }
 
 void Classifier::remember(std::string_view sql, const std::vector<Statement>& value) {

@@ -342,6 +342,18 @@ std::vector<std::string_view> fields_of_event(Event e) {
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
+    // Runs of printable ASCII other than '"' and '\\' (nearly all SQL) are copied whole.
+    std::size_t run = i;
+    while (run < s.size()) {
+      const auto b = static_cast<unsigned char>(s[run]);
+      if (b < 0x20 || b >= 0x7F || b == '"' || b == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      if (i == s.size()) break;
+    }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       switch (c) {
@@ -396,15 +408,33 @@ std::string format_ts(std::chrono::system_clock::time_point t) {
     frac += 1'000'000;
     --secs;
   }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out(buf, n);
-  char f[16];
-  std::snprintf(f, sizeof f, ".%06lldZ", static_cast<long long>(frac));
-  out += f;
-  return out;
+  // Civil calendar arithmetic rather than gmtime_r + strftime + snprintf: one record each, on the writer
+  // thread.
+  const sys_days day = floor<days>(sys_seconds(seconds(secs)));
+  const year_month_day ymd(day);
+  const auto in_day = secs - static_cast<std::time_t>(duration_cast<seconds>(day.time_since_epoch()).count());
+  char buf[32];  // "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"
+  auto digits = [&](char* at, long long v, int n) {
+    for (int k = n - 1; k >= 0; --k, v /= 10)
+      at[k] = static_cast<char>('0' + v % 10);
+  };
+  const int y = static_cast<int>(ymd.year());
+  if (y < 0 || y > 9999) return "0000-01-01T00:00:00.000000Z";  // outside what the record format can hold
+  digits(buf, y, 4);
+  buf[4] = '-';
+  digits(buf + 5, static_cast<unsigned>(ymd.month()), 2);
+  buf[7] = '-';
+  digits(buf + 8, static_cast<unsigned>(ymd.day()), 2);
+  buf[10] = 'T';
+  digits(buf + 11, in_day / 3600, 2);
+  buf[13] = ':';
+  digits(buf + 14, in_day / 60 % 60, 2);
+  buf[16] = ':';
+  digits(buf + 17, in_day % 60, 2);
+  buf[19] = '.';
+  digits(buf + 20, frac, 6);
+  buf[26] = 'Z';
+  return std::string(buf, 27);
 }
 
 std::string record_body(const Record& r) {

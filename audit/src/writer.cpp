@@ -172,9 +172,15 @@ struct AuditLog::Impl {
           result = {is_failing ? AppendStatus::failing : AppendStatus::queue_full, 0};
         }
       } else {
-        // The writer waits only for an empty queue to fill: a push behind others needs no wakeup (one context
-        // switch per record was the audit's largest cost under load).
-        wake_writer = queue.empty();
+        // A context switch per record was the audit's largest cost under load. The writer is woken only
+        // when it sleeps with nothing queued; it then lets records gather for write_delay. A record a session
+        // waits for (fsync = "every"), a queue half full, or a flush() cuts that short.
+        const bool urgent_now = static_cast<bool>(cb) || cfg.fsync == config::AuditFsync::every ||
+                                cfg.write_delay.count() == 0 ||
+                                (stats.queue_records + 1) * 2 >= cfg.queue_records ||
+                                (stats.queue_bytes + bytes) * 2 >= cfg.queue_size;
+        wake_writer = (queue.empty() && writer_idle) || (urgent_now && !urgent);
+        urgent = urgent || urgent_now;
         enqueue_dropped_locked();
         result = {AppendStatus::queued, push_locked(std::move(r), std::move(cb), bytes)};
       }
@@ -420,7 +426,22 @@ struct AuditLog::Impl {
       {
         std::unique_lock lk(mu);
         const auto deadline = next_deadline();
-        wake.wait_until(lk, deadline, [&] { return stop || (batch.empty() && !queue.empty()); });
+        const bool delay = cfg.write_delay.count() > 0;
+        auto gather = [&] {
+          wake.wait_until(lk, std::min(deadline, steady::now() + cfg.write_delay),
+                          [&] { return stop || urgent; });
+        };
+        if (delay && busy && batch.empty() && !stop) {
+          // Under load: one timed wakeup per write_delay, and no append needs to wake the writer.
+          gather();
+        } else {
+          writer_idle = true;
+          wake.wait_until(lk, deadline, [&] { return stop || (batch.empty() && !queue.empty()); });
+          writer_idle = false;
+          if (delay && !stop && !urgent && batch.empty() && !queue.empty()) gather();
+        }
+        busy = !queue.empty();  // nothing came during a whole write_delay: sleep until woken
+        urgent = false;
         stopping = stop;
         if (batch.empty() || stopping) {
           while (!queue.empty()) {
@@ -479,6 +500,9 @@ struct AuditLog::Impl {
   std::uint64_t handled_seq = 0;
   std::uint64_t dropped_pending = 0;
   bool stop = false;
+  bool writer_idle = false;  // the writer sleeps until something is queued: the next append wakes it
+  bool urgent = false;       // something queued must not wait for write_delay
+  bool busy = false;         // writer thread only: records came in the last write_delay
   std::atomic<bool> failing{false};
   Stats stats;
 
@@ -512,6 +536,10 @@ Appended AuditLog::append(Record record, OnDurable on_durable) {
 bool AuditLog::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lk(impl_->mu);
   const std::uint64_t target = impl_->next_seq - 1;
+  if (impl_->handled_seq < target && !impl_->urgent) {
+    impl_->urgent = true;
+    impl_->wake.notify_one();
+  }
   return impl_->handled_cv.wait_for(lk, timeout, [&] { return impl_->handled_seq >= target; });
 }
 

@@ -529,6 +529,11 @@ std::vector<KeyDef<PoolSettings>> pool_keys() {
         "a server connection idle this long is closed; 0 = never"},
        duration_key(&P::server_idle_timeout),
        {}},
+      {{"pool", "server_check_delay", "duration", "\"1s\"", true, true,
+        "a server connection idle at least this long is checked (closed by the server? unexpected bytes?) "
+        "before it is handed out; 0 = always"},
+       duration_key(&P::server_check_delay),
+       {}},
       {{"pool", "server_connect_timeout", "duration", "\"15s\"", true, true,
         "connect, TLS and login to PostgreSQL must finish within this"},
        duration_key(&P::server_connect_timeout),
@@ -891,6 +896,12 @@ std::vector<KeyDef<AuditSettings>> audit_keys() {
       {{"audit", "fsync_interval", "duration", "\"10ms\"", false, true,
         "with fsync = \"batch\": written records are fsynced at most this long after their write"},
        duration_key(&S::fsync_interval),
+       {}},
+      {{"audit", "write_delay", "duration", "\"2ms\"", false, true,
+        "with fsync = \"batch\" or \"off\": how long the writer thread lets records gather before it "
+        "writes them (one wakeup per batch, not per record); 0 = at once. Records a session waits for "
+        "(fsync = \"every\") are never delayed"},
+       duration_key(&S::write_delay),
        {}},
       {{"audit", "retry_interval", "duration", "\"1s\"", false, true,
         "a failing log (disk full, I/O error, no /dev/log) retries its writes this often"},
@@ -1354,7 +1365,7 @@ std::string parse_listen_address(std::string_view text, ListenAddress& out) {
 namespace {
 
 // PgBouncer's names for the keys an operator most often SETs.
-constexpr std::array<std::pair<std::string_view, std::string_view>, 13> pgbouncer_names{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 14> pgbouncer_names{{
     {"default_pool_size", "pool.default_size"},
     {"min_pool_size", "pool.min_size"},
     {"reserve_pool_size", "pool.reserve_size"},
@@ -1364,6 +1375,7 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 13> pgbounce
     {"max_user_connections", "pool.max_user_connections"},
     {"server_lifetime", "pool.server_lifetime"},
     {"server_idle_timeout", "pool.server_idle_timeout"},
+    {"server_check_delay", "pool.server_check_delay"},
     {"query_wait_timeout", "pool.query_wait_timeout"},
     {"client_idle_timeout", "pool.client_idle_timeout"},
     {"idle_transaction_timeout", "pool.idle_transaction_timeout"},

@@ -459,10 +459,10 @@ constexpr std::array global_keys{
     GlobalKey{"server_reset_query", Kind::text, "pool.server_reset_query", ""},
     GlobalKey{"server_reset_query_always", Kind::unsupported, "",
               "pgwarden runs server_reset_query in session mode only; transaction mode needs no reset"},
-    GlobalKey{"server_check_delay", Kind::unsupported, "",
-              "pgwarden checks a connection that sat idle before handing it out; not configurable"},
+    GlobalKey{"server_check_delay", Kind::seconds, "pool.server_check_delay", ""},
     GlobalKey{"server_check_query", Kind::unsupported, "",
-              "pgwarden checks a connection that sat idle before handing it out; not configurable"},
+              "pgwarden checks a connection idle for server_check_delay without a query (is it closed, has "
+              "the server sent anything); not configurable"},
     GlobalKey{"server_fast_close", Kind::unsupported, "",
               "pgwarden closes a session-mode server connection when its client leaves; not configurable"},
     GlobalKey{"server_lifetime", Kind::seconds, "pool.server_lifetime",

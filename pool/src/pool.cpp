@@ -38,7 +38,7 @@ bool SlotPair::try_take() {
 
 bool looks_alive(ServerConnection& c) noexcept {
   if (!c.stream.is_open()) return false;
-  if (c.stream.ssl() != nullptr && SSL_pending(c.stream.ssl()) > 0) return false;
+  if (c.stream.ssl() != nullptr && SSL_has_pending(c.stream.ssl()) == 1) return false;
   std::uint8_t b = 0;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n >= 0) return false;  // EOF, or bytes nobody asked for (a FATAL before the server closed)
@@ -194,11 +194,15 @@ asio::awaitable<AcquireResult> Pool::acquire(std::size_t worker, asio::any_io_ex
     {
       std::unique_lock lock(mutex_);
       if (manager_.stopping()) co_return AcquireResult{AcquireResult::Status::cancelled, nullptr, {}, {}};
-      auto a = core_.acquire(worker, Clock::now());
+      auto now = Clock::now();
+      auto a = core_.acquire(worker, now);
       if (a.granted) {
         auto conn = std::move(*a.granted);
+        // A connection reused at once needs no check (a peek is a system call per transaction); one that
+        // sat idle may have been closed by the server meanwhile.
+        bool check = now - a.granted_idle_since >= core_.limits().server_check_delay;
         lock.unlock();
-        if (!looks_alive(*conn)) {
+        if (check && !looks_alive(*conn)) {
           discard(std::move(conn));
           continue;
         }

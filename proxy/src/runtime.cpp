@@ -36,6 +36,7 @@ pool::PoolLimits pool_limits(const config::PoolSettings& p) {
   limits.reserve_timeout = p.reserve_timeout;
   limits.server_lifetime = p.server_lifetime;
   limits.server_idle_timeout = p.server_idle_timeout;
+  limits.server_check_delay = p.server_check_delay;
   limits.query_wait_timeout = p.query_wait_timeout;
   return limits;
 }

@@ -6,6 +6,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -40,6 +41,14 @@ std::optional<std::int64_t> rows_of(std::string_view tag) {
   auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
   if (ec != std::errc() || end != n.data() + n.size()) return std::nullopt;
   return v;
+}
+
+// ASCII case-insensitive search for a lower-case needle. Not boost::algorithm::icontains: that consults the
+// global std::locale for every character, which showed in profiles of every Query.
+bool contains_ci(std::string_view text, std::string_view lower_needle) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  return std::search(text.begin(), text.end(), lower_needle.begin(), lower_needle.end(),
+                     [&](char a, char b) { return lower(a) == b; }) != text.end();
 }
 
 std::string_view class_text(audit::StatementClass c) {
@@ -295,6 +304,21 @@ const audit::SqlPrepared* SessionAudit::sql_prepared_for(
   return &sql_prepared_;
 }
 
+void SessionAudit::classify(std::string_view sql) {
+  const audit::SqlPrepared* tentative = sql_prepared_per_session_ ? &sql_prepared_ : nullptr;
+  classifier_.classify(sql, tentative, statements_);
+  // Only an EXECUTE depends on the PREPAREs: classify again only when there is one and its resolution
+  // changes.
+  const audit::SqlPrepared* resolved = sql_prepared_for(statements_);
+  if (resolved == tentative) return;
+  for (const auto& s : statements_) {
+    if (s.effect == audit::PreparedEffect::execute) {
+      classifier_.classify(sql, resolved, statements_);
+      return;
+    }
+  }
+}
+
 void SessionAudit::push_unaudited(std::uint32_t n, bool extended) {
   if (!pending_.empty()) {
     Pending& last = pending_.back();
@@ -391,16 +415,12 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
 bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   // A statement that may change how the server reads strings (SET standard_conforming_strings, SET NAMES,
   // set_config('client_encoding', ...)): everything counts until the next ReadyForQuery brings its values.
-  if (boost::algorithm::icontains(sql, "standard_conforming_strings") ||
-      boost::algorithm::icontains(sql, "client_encoding")) {
+  if (contains_ci(sql, "standard_conforming_strings") || contains_ci(sql, "client_encoding")) {
     lexing_unsafe_ = true;
   }
-  classifier_.classify(sql, sql_prepared_per_session_ ? &sql_prepared_ : nullptr, statements_);
+  classify(sql);
   for (const auto& s : statements_) {
-    if (s.command == "SET" && boost::algorithm::icontains(s.text(sql), "names")) lexing_unsafe_ = true;
-  }
-  if (const audit::SqlPrepared* prepared = sql_prepared_for(statements_); prepared != &sql_prepared_) {
-    classifier_.classify(sql, prepared, statements_);
+    if (s.command == "SET" && contains_ci(s.text(sql), "names")) lexing_unsafe_ = true;
   }
   statements_in_unit_ = 0;  // a Query is a unit of its own, as if a Sync came before it
   const std::size_t before = pending_.size();
@@ -514,10 +534,7 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
     if (settings_.on_failure == AuditOnFailure::block && log_.failing()) return false;
     return push_statement(text, s, in_transaction_for(s, text), true, {});
   }
-  classifier_.classify(portal->sql, sql_prepared_per_session_ ? &sql_prepared_ : nullptr, statements_);
-  if (const audit::SqlPrepared* prepared = sql_prepared_for(statements_); prepared != &sql_prepared_) {
-    classifier_.classify(portal->sql, prepared, statements_);
-  }
+  classify(portal->sql);
   if (statements_.empty()) {
     push_unaudited(1, true);
     return true;

@@ -127,6 +127,8 @@ class SessionAudit {
   void transaction_ended(std::string_view command, std::string_view outcome);
   void statement_completed(const Pending& p, bool ok);
   const audit::SqlPrepared* sql_prepared_for(const std::vector<audit::Statement>& statements) const;
+  // Classifies `sql` into statements_, resolving EXECUTE as sql_prepared_for() says.
+  void classify(std::string_view sql);
   // Appends; with fsync = "every" and `wait`, the session waits for it. Returns false when on_failure =
   // "block" refuses it.
   bool append(audit::Record record, bool wait, std::uint64_t* seq = nullptr);

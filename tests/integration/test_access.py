@@ -11,7 +11,7 @@ import time
 import pytest
 
 import harness
-from harness import Wire, error_fields, psql, startup_packet
+from harness import Wire, error_fields, psql, startup_packet, wait_until
 
 SSL_REQUEST = harness.SSL_REQUEST
 
@@ -287,8 +287,11 @@ def test_rules_on_the_original_address_through_haproxy(env, haproxy):
         socat.terminate()
         socat.wait(10)
     assert "client=127.0.0.3:" in pgw.log()
-    records = [line for line in (pgw.dir / "audit.jsonl").read_text().splitlines() if '"connect"' in line]
-    assert any('"client_addr":"127.0.0.3"' in line for line in records)
+    def connects():
+        return [line for line in (pgw.dir / "audit.jsonl").read_text().splitlines() if '"connect"' in line]
+
+    wait_until(lambda: any('"client_addr":"127.0.0.3"' in line for line in connects()),
+               what="the connect record with the balancer's client address")
     # The balancer's own health checks (v2 LOCAL) keep its address: 127.0.0.1 is not allowed by the rules.
     local = b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x20, 0x00, 0x00, 0x00])
     got = answer_to_ssl_request(pgw.port, "127.0.0.1", prefix=local)

@@ -41,16 +41,18 @@ def read_auth_request(w):
     return struct.unpack("!I", body[:4])[0], body[4:]
 
 
-def audit_records(pgw):
+def audit_records(pgw, until):
+    """The audit log's records once `until(records)` holds (the writer thread is asynchronous), else after 10 s."""
     path = pgw.dir / "audit.jsonl"
     deadline = time.monotonic() + 10
+    recs = []
     while time.monotonic() < deadline:
         if path.exists():
             recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if recs:
-                return recs
+            if until(recs):
+                break
         time.sleep(0.1)
-    return []
+    return recs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -186,7 +188,8 @@ def test_cert_method_with_cn_and_map(env):
     # No certificate at all: 28000, and an auth_failed audit record.
     r = psql(env.via(pgw), "SELECT 1", password="alice-pw")
     assert r.returncode != 0 and 'certificate authentication failed for user "alice"' in r.stderr
-    failed = [x for x in audit_records(pgw) if x["event"] == "auth_failed"]
+    failed = [x for x in audit_records(pgw, lambda recs: sum(r["event"] == "auth_failed" for r in recs) >= 2)
+              if x["event"] == "auth_failed"]
     assert len(failed) >= 2 and {x["sqlstate"] for x in failed} == {"28000"}
 
 

@@ -405,12 +405,29 @@ def test_server_connection_that_dies_gives_08006_and_pool_refills(env):
     env.assert_serves(pgw)
 
 
+def test_idle_connection_closed_by_the_server_is_replaced_after_server_check_delay(env):
+    # The connection dies while idle in the pool; once it has sat there for server_check_delay the check before
+    # reuse sees the server's FATAL and EOF, and the client never notices.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1, "server_check_delay": "200ms"})
+    c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    env.cluster.sql(f"SELECT pg_terminate_backend({pid})")
+    wait_until(lambda: env.cluster.sql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "0",
+               what="the backend to exit")
+    time.sleep(0.3)  # longer than server_check_delay: the connection is checked before reuse
+    new_pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert new_pid != pid
+    c.close()
+
+
 def test_unreachable_server_errors_within_connect_timeout_then_recovers(env, certs, workdir):
     pg = harness.PostgresCluster(workdir / "pg-restart", certs)
     try:
         pg.sql("CREATE ROLE alice LOGIN PASSWORD 'alice-pw'")
         pg.sql("CREATE DATABASE app OWNER alice")
-        pgw = env.start(pool={"mode": "transaction", "default_size": 2, "server_connect_timeout": "2s"},
+        # server_check_delay 0: the idle connections the stopped server closed are noticed, not handed out.
+        pgw = env.start(pool={"mode": "transaction", "default_size": 2, "server_connect_timeout": "2s",
+                              "server_check_delay": "0s"},
                         database=[{"name": "app", "host": "localhost", "port": pg.port}])
         env.assert_serves(pgw)
         pg.stop("fast")

@@ -318,16 +318,20 @@ TEST(ClassifyCache, BoundedByEntriesAndBytes) {
   l.cache_entries = 8;
   l.cache_bytes = 1u << 20;
   Classifier c(l);
-  for (int i = 0; i < 100; ++i)
+  for (int i = 0; i < 100; ++i) {
     c.classify("SELECT " + std::to_string(i));
+    c.classify("SELECT " + std::to_string(i));  // seen twice: admitted
+  }
   EXPECT_LE(c.cache_size(), 8u);
   EXPECT_GT(c.stats().evictions, 0u);
 
   l.cache_entries = 1000;
   l.cache_bytes = 4096;
   Classifier b(l);
-  for (int i = 0; i < 200; ++i)
+  for (int i = 0; i < 200; ++i) {
     b.classify("UPDATE obs SET v = 'x' WHERE id = " + std::to_string(i));
+    b.classify("UPDATE obs SET v = 'x' WHERE id = " + std::to_string(i));
+  }
   EXPECT_LE(b.cache_bytes(), 4096u);
   EXPECT_GT(b.cache_size(), 0u);
 
@@ -339,7 +343,28 @@ TEST(ClassifyCache, BoundedByEntriesAndBytes) {
     h.classify("INSERT INTO obs VALUES ($1, $2)");
     h.classify("SELECT " + std::to_string(i));
   }
-  EXPECT_GE(h.stats().hits, 199u);
+  EXPECT_GE(h.stats().hits, 198u);  // cached at its second sight
+}
+
+TEST(ClassifyCache, OneOffTextsAreNotCached) {
+  // pgbench -M simple: every statement carries its own values, so none repeats.
+  Classifier c;
+  for (int i = 0; i < 5000; ++i) {
+    auto got = c.classify("UPDATE pgbench_accounts SET abalance = abalance + " + std::to_string(i) +
+                          " WHERE aid = " + std::to_string(i * 7) + ";");
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].cls, StatementClass::mod);
+  }
+  EXPECT_EQ(c.cache_size(), 0u);
+  EXPECT_EQ(c.stats().evictions, 0u);
+  EXPECT_EQ(c.stats().not_admitted, 5000u);
+  // A text seen twice is cached, and the third sight is a hit.
+  c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+  c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+  EXPECT_EQ(c.cache_size(), 1u);
+  const auto hits = c.stats().hits;
+  c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+  EXPECT_EQ(c.stats().hits, hits + 1);
 }
 
 TEST(Classify, LargeAndOddInputsDoNotCrash) {

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -146,6 +148,42 @@ TEST(AuditRecord, StatementFieldsInTheSpecOrder) {
             R"j("statement":"INSERT INTO obs VALUES (1)","params":"redacted","instance":"pooler-1",)j"
             R"j("in_transaction":true,"outcome":"ok","tag":"INSERT 0 1","rows":1,"sqlstate":null,)j"
             R"j("duration_us":512)j");
+}
+
+TEST(AuditRecord, TimestampsMatchGmtime) {
+  // format_ts does its own calendar arithmetic; gmtime_r + strftime is the reference.
+  auto reference = [](long long us) {
+    long long secs = us / 1'000'000, frac = us % 1'000'000;
+    if (frac < 0) {
+      frac += 1'000'000;
+      --secs;
+    }
+    const auto t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", frac);
+    return std::string(buf);
+  };
+  std::vector<long long> cases = {0,
+                                  1,
+                                  999'999,
+                                  -1,
+                                  1'709'164'800'000'000,   // 2024-02-29T00:00:00
+                                  1'709'251'199'999'999,   // 2024-02-29T23:59:59.999999
+                                  951'782'400'000'000,     // 2000-02-29
+                                  4'102'444'799'999'999,   // 2099-12-31T23:59:59.999999
+                                  1'795'370'400'123'456};  // the SPEC's example
+  std::uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 2000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    cases.push_back(static_cast<long long>(x % 4'102'444'800'000'000ULL));
+  }
+  for (long long us : cases) {
+    const auto t = std::chrono::system_clock::time_point(std::chrono::microseconds(us));
+    EXPECT_EQ(format_ts(t), reference(us)) << us;
+  }
 }
 
 TEST(AuditRecord, EachEventHasAFixedFieldSet) {
@@ -465,6 +503,39 @@ TEST(AuditWriter, GroupCommitFromManyThreads) {
   auto r = verify_files({dir / "a.jsonl"});
   ASSERT_TRUE(r.ok()) << problem(r);
   EXPECT_EQ(r.chains[0].records, static_cast<std::uint64_t>(threads * per_thread));
+}
+
+TEST(AuditWriter, WriteDelayGathersRecordsButNeverHoldsBackWhatIsWaitedFor) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  s.fsync = config::AuditFsync::batch;
+  s.write_delay = std::chrono::minutes(10);  // far longer than this test may take
+  AuditLog log(s);
+  // Nobody waits for these: they gather, and flush() cuts the delay short.
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(log.append(statement(i)).ok());
+  ASSERT_TRUE(log.flush(10s));
+  EXPECT_EQ(log.stats().written, 20U);
+  EXPECT_EQ(lines_of(dir / "a.jsonl").size(), 20U);
+  // A record whose session waits for it (a callback) is written at once, with the records gathered before it.
+  ASSERT_TRUE(log.append(statement(20)).ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  bool called = false;
+  ASSERT_TRUE(log.append(statement(21),
+                         [&](bool ok) {
+                           EXPECT_TRUE(ok);
+                           std::lock_guard lk(mu);
+                           called = true;
+                           cv.notify_all();
+                         })
+                  .ok());
+  std::unique_lock lk(mu);
+  EXPECT_TRUE(cv.wait_for(lk, 10s, [&] { return called; }));
+  lk.unlock();
+  // The callback runs once the batch is written, just before the counters move.
+  ASSERT_TRUE(log.flush(10s));
+  EXPECT_EQ(log.stats().written, 22U);
 }
 
 // A fault that holds the writer until released, then fails `fail_count` attempts.

@@ -60,6 +60,7 @@ TEST(AuditConfig, DefaultsAreTheSpecs) {
   EXPECT_EQ(a.queue_size, 64U << 20);
   EXPECT_EQ(a.fsync_interval, 10ms);
   EXPECT_EQ(a.retry_interval, 1s);
+  EXPECT_EQ(a.write_delay, 2ms);
 }
 
 TEST(AuditConfig, EveryKeyIsParsed) {
@@ -81,6 +82,7 @@ queue_records = 100
 queue_size = "1MB"
 fsync_interval = "2ms"
 retry_interval = "250ms"
+write_delay = "0s"
 )toml");
   EXPECT_EQ(a.instance, "pooler-1");
   EXPECT_EQ(a.path, fs::path("/etc/pgw/logs/audit.jsonl"));  // relative to the config file
@@ -99,6 +101,7 @@ retry_interval = "250ms"
   EXPECT_EQ(a.queue_size, 1U << 20);
   EXPECT_EQ(a.fsync_interval, 2ms);
   EXPECT_EQ(a.retry_interval, 250ms);
+  EXPECT_EQ(a.write_delay, 0ms);
   EXPECT_EQ(accepted("[audit]\npath = \"/var/log/a.jsonl\"\n").path, fs::path("/var/log/a.jsonl"));
   EXPECT_EQ(accepted("[audit]\nrotate_size = 0\n").rotate_size, 0U);
   EXPECT_FALSE(accepted("[audit]\nenabled = false\n").enabled);
@@ -216,7 +219,7 @@ TEST(AuditConfig, ReferenceListsEveryAuditKeyAsSupported) {
     EXPECT_TRUE(k.supported) << k.name;
     EXPECT_FALSE(k.description.empty()) << k.name;
   }
-  EXPECT_EQ(rows, 18);
+  EXPECT_EQ(rows, 19);
 }
 
 }  // namespace

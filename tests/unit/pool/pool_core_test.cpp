@@ -35,6 +35,19 @@ TEST(PoolCore, FirstClientQueuesAndStartsOneConnection) {
   EXPECT_EQ(p.active(), 1u);
 }
 
+TEST(PoolCore, AnIdleGrantSaysSinceWhenItWasIdle) {
+  // Pool::acquire checks a connection before reuse only when it sat idle for server_check_delay.
+  Core p(limits(1), 1, nullptr);
+  p.acquire(0, t0);
+  p.connect_succeeded(7, 0, t0);
+  EXPECT_FALSE(p.release(7, t0, 0, true, t0 + 5ms).grant);
+  auto a = p.acquire(0, t0 + 2s);
+  ASSERT_TRUE(a.granted);
+  EXPECT_EQ(*a.granted, 7);
+  EXPECT_EQ(a.granted_created, t0);
+  EXPECT_EQ(a.granted_idle_since, t0 + 5ms);
+}
+
 TEST(PoolCore, NeverMoreThanDefaultSize) {
   Core p(limits(2), 1, nullptr);
   EXPECT_EQ(p.acquire(0, t0).connects, 1u);

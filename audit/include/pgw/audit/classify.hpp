@@ -121,6 +121,7 @@ class Classifier {
     std::uint64_t parsed = 0;            // texts given to the full parser
     std::uint64_t rejected = 0;          // texts the grammar rejected (or too large to parse)
     std::uint64_t evictions = 0;
+    std::uint64_t not_admitted = 0;  // misses not cached: the text was not seen before
   };
 
   explicit Classifier(ClassifierLimits limits = {});
@@ -147,6 +148,7 @@ class Classifier {
   void compute(std::string_view sql, std::vector<Statement>& out);
   bool try_fast(std::string_view sql, std::vector<Statement>& out);
   void full(std::string_view sql, std::vector<Statement>& out);
+  bool admit(std::string_view sql);
   void remember(std::string_view sql, const std::vector<Statement>& value);
   bool evict_one();
 
@@ -157,6 +159,10 @@ class Classifier {
   std::deque<Slot> slots_;
   std::vector<std::size_t> free_;
   std::unordered_map<std::string_view, std::size_t> index_;
+  // Admission: a text is cached the second time it is seen. Statements with inlined values (psql, pgbench
+  // -M simple, psycopg2) are rarely seen twice; caching each would evict the hot ones and cost a copy,
+  // an insert and an eviction per statement. One hash per slot; a collision only delays admission.
+  std::vector<std::size_t> seen_once_;
   std::size_t hand_ = 0;
   std::size_t bytes_ = 0;
 };

@@ -128,6 +128,7 @@ struct PoolSettings {
   unsigned max_user_connections = 0;
   Duration server_lifetime = std::chrono::hours(1);
   Duration server_idle_timeout = std::chrono::minutes(10);
+  Duration server_check_delay = std::chrono::seconds(1);
   Duration server_connect_timeout = std::chrono::seconds(15);
   Duration query_wait_timeout = std::chrono::seconds(120);
   Duration client_idle_timeout{0};
@@ -179,6 +180,7 @@ struct AuditSettings {
   unsigned queue_records = 65536;                           // records waiting for the writer thread
   std::uint64_t queue_size = std::uint64_t{64} << 20;       // bytes of statement text etc. waiting
   Duration fsync_interval = std::chrono::milliseconds(10);  // fsync = "batch": at most this long unsynced
+  Duration write_delay = std::chrono::milliseconds(2);      // fsync != "every": records gather this long
   Duration retry_interval = std::chrono::seconds(1);        // a failing log retries its writes this often
 
   bool has_sink(AuditSink s) const noexcept;

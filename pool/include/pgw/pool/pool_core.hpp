@@ -24,6 +24,7 @@ struct PoolLimits {
   Millis reserve_timeout{5000};
   Millis server_lifetime{3600000};     // 0 = never
   Millis server_idle_timeout{600000};  // 0 = never
+  Millis server_check_delay{1000};     // idle at least this long: checked before reuse; 0 = always
   Millis query_wait_timeout{120000};   // 0 = wait forever
 };
 
@@ -55,6 +56,7 @@ class PoolCore {
     std::optional<Handle> granted;  // an idle connection, now the caller's
     std::size_t granted_from_worker = 0;
     TimePoint granted_created{};
+    TimePoint granted_idle_since{};
     WaiterId waiter = 0;    // else: queued under this id
     unsigned connects = 0;  // new connections the caller must start
   };
@@ -95,6 +97,7 @@ class PoolCore {
         ++active_;
         a.granted = std::move(idle->first.handle);
         a.granted_created = idle->first.created;
+        a.granted_idle_since = idle->first.idle_since;
         a.granted_from_worker = idle->second;
         return a;
       }
