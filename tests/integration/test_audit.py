@@ -202,7 +202,9 @@ def test_extended_protocol_writes_are_recorded_with_parameters_redacted(aenv, lo
                      str(pgw.port), "-U", "alice", "abench"], env=env, timeout=180)
     assert r.returncode == 0, r.stderr + r.stdout
     path = aenv.tmp / "audit" / "audit.jsonl"
-    recs = records(path, until=lambda rs: sum(1 for x in rs if x.get("command") == "INSERT") >= 100)
+    # Each transaction's COMMIT record comes after its INSERT's: wait for both.
+    recs = records(path, until=lambda rs: sum(1 for x in rs if x.get("command") == "INSERT") >= 100 and
+                   sum(1 for x in rs if x["event"] == "transaction" and x["command"] == "COMMIT") >= 100)
     ours = statements_of(recs)
     by_command = {}
     for s in ours:
