@@ -1,6 +1,6 @@
 // Audit records as one JSON line each: the fixed field order per event and byte-exact string escaping.
-#include <cstdio>
-#include <ctime>
+#include <charconv>
+#include <chrono>
 #include <string>
 
 #include "pgw/audit/log.hpp"
@@ -400,41 +400,40 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 std::string format_ts(std::chrono::system_clock::time_point t) {
+  // The standard library's calendar (floor, year_month_day, hh_mm_ss) rather than gmtime_r + strftime +
+  // snprintf: one record each, on the writer thread.
   using namespace std::chrono;
-  const auto us = duration_cast<microseconds>(t.time_since_epoch()).count();
-  auto secs = static_cast<std::time_t>(us / 1'000'000);
-  auto frac = us % 1'000'000;
-  if (frac < 0) {
-    frac += 1'000'000;
-    --secs;
-  }
-  // Civil calendar arithmetic rather than gmtime_r + strftime + snprintf: one record each, on the writer
-  // thread.
-  const sys_days day = floor<days>(sys_seconds(seconds(secs)));
+  const auto us = floor<microseconds>(t);
+  const auto day = floor<days>(us);
   const year_month_day ymd(day);
-  const auto in_day = secs - static_cast<std::time_t>(duration_cast<seconds>(day.time_since_epoch()).count());
-  char buf[32];  // "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"
-  auto digits = [&](char* at, long long v, int n) {
+  const hh_mm_ss hms(us - day);
+  char buf[48];
+  char* at = buf;
+  auto digits = [&](long long v, int n) {
     for (int k = n - 1; k >= 0; --k, v /= 10)
       at[k] = static_cast<char>('0' + v % 10);
+    at += n;
   };
   const int y = static_cast<int>(ymd.year());
-  if (y < 0 || y > 9999) return "0000-01-01T00:00:00.000000Z";  // outside what the record format can hold
-  digits(buf, y, 4);
-  buf[4] = '-';
-  digits(buf + 5, static_cast<unsigned>(ymd.month()), 2);
-  buf[7] = '-';
-  digits(buf + 8, static_cast<unsigned>(ymd.day()), 2);
-  buf[10] = 'T';
-  digits(buf + 11, in_day / 3600, 2);
-  buf[13] = ':';
-  digits(buf + 14, in_day / 60 % 60, 2);
-  buf[16] = ':';
-  digits(buf + 17, in_day % 60, 2);
-  buf[19] = '.';
-  digits(buf + 20, frac, 6);
-  buf[26] = 'Z';
-  return std::string(buf, 27);
+  if (y >= 0 && y <= 9999) {
+    digits(y, 4);
+  } else {
+    at = std::to_chars(at, buf + 16, y).ptr;  // as strftime's %Y would: never a made-up date
+  }
+  *at++ = '-';
+  digits(static_cast<unsigned>(ymd.month()), 2);
+  *at++ = '-';
+  digits(static_cast<unsigned>(ymd.day()), 2);
+  *at++ = 'T';
+  digits(hms.hours().count(), 2);
+  *at++ = ':';
+  digits(hms.minutes().count(), 2);
+  *at++ = ':';
+  digits(hms.seconds().count(), 2);
+  *at++ = '.';
+  digits(hms.subseconds().count(), 6);
+  *at++ = 'Z';
+  return std::string(buf, at);
 }
 
 std::string record_body(const Record& r) {

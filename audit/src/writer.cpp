@@ -175,8 +175,7 @@ struct AuditLog::Impl {
         // A context switch per record was the audit's largest cost under load. The writer is woken only
         // when it sleeps with nothing queued; it then lets records gather for write_delay. A record a session
         // waits for (fsync = "every"), a queue half full, or a flush() cuts that short.
-        const bool urgent_now = static_cast<bool>(cb) || cfg.fsync == config::AuditFsync::every ||
-                                cfg.write_delay.count() == 0 ||
+        const bool urgent_now = static_cast<bool>(cb) || !gathers ||
                                 (stats.queue_records + 1) * 2 >= cfg.queue_records ||
                                 (stats.queue_bytes + bytes) * 2 >= cfg.queue_size;
         wake_writer = (queue.empty() && writer_idle) || (urgent_now && !urgent);
@@ -426,19 +425,18 @@ struct AuditLog::Impl {
       {
         std::unique_lock lk(mu);
         const auto deadline = next_deadline();
-        const bool delay = cfg.write_delay.count() > 0;
         auto gather = [&] {
           wake.wait_until(lk, std::min(deadline, steady::now() + cfg.write_delay),
                           [&] { return stop || urgent; });
         };
-        if (delay && busy && batch.empty() && !stop) {
+        if (gathers && busy && batch.empty() && !stop) {
           // Under load: one timed wakeup per write_delay, and no append needs to wake the writer.
           gather();
         } else {
           writer_idle = true;
           wake.wait_until(lk, deadline, [&] { return stop || (batch.empty() && !queue.empty()); });
           writer_idle = false;
-          if (delay && !stop && !urgent && batch.empty() && !queue.empty()) gather();
+          if (gathers && !stop && !urgent && batch.empty() && !queue.empty()) gather();
         }
         busy = !queue.empty();  // nothing came during a whole write_delay: sleep until woken
         urgent = false;
@@ -484,6 +482,8 @@ struct AuditLog::Impl {
   }
 
   config::AuditSettings cfg;
+  // Records gather for write_delay before the writer takes them; with fsync = "every" sessions wait for them.
+  const bool gathers = cfg.fsync != config::AuditFsync::every && cfg.write_delay.count() > 0;
   Options opt;
   std::string instance;
   Hasher hasher;

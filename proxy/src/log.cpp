@@ -80,4 +80,15 @@ void set_level(config::LogLevel level) {
   spdlog::set_level(to_spdlog(level));
 }
 
+void exception(const std::exception_ptr& e, const char* what) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("{} ended with an exception: {}", what, ex.what());
+  } catch (...) {
+    spdlog::error("{} ended with an unknown exception", what);
+  }
+}
+
 }  // namespace pgw::proxy::log

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <exception>
 #include <string>
 
 #include "pgw/config/config.hpp"
@@ -12,6 +13,9 @@ namespace pgw::proxy::log {
 
 void setup(const config::LogSettings& settings);
 void set_level(config::LogLevel level);
+
+// co_spawn completion: a coroutine that escapes with an exception is a bug worth a loud line, never silence.
+void exception(const std::exception_ptr& e, const char* what);
 
 // Prefixes every line with "session=<id> client=<addr:port> server=<addr:port>".
 class SessionLog {

@@ -242,16 +242,8 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
       continue;
     }
     st->connections.push_back(c);
-    asio::co_spawn(st->acceptor.get_executor(), serve(st, std::move(c)), [](const std::exception_ptr& e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("metrics connection ended with an exception: {}", ex.what());
-      } catch (...) {
-        spdlog::error("metrics connection ended with an unknown exception");
-      }
-    });
+    asio::co_spawn(st->acceptor.get_executor(), serve(st, std::move(c)),
+                   [](const std::exception_ptr& e) { log::exception(e, "metrics connection"); });
   }
 }
 
@@ -309,16 +301,8 @@ MetricsEndpoint::~MetricsEndpoint() {
 }
 
 void MetricsEndpoint::start() {
-  asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), [](const std::exception_ptr& e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("metrics accept loop ended with an exception: {}", ex.what());
-    } catch (...) {
-      spdlog::error("metrics accept loop ended with an unknown exception");
-    }
-  });
+  asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_),
+                 [](const std::exception_ptr& e) { log::exception(e, "metrics accept loop"); });
 }
 
 void MetricsEndpoint::stop() {

@@ -36,18 +36,6 @@ namespace pgw::proxy {
 
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// co_spawn completion: a coroutine that escapes with an exception is a bug worth a loud line, never silence.
-void log_exception(const std::exception_ptr& e, const char* what) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("{} ended with an exception: {}", what, ex.what());
-  } catch (...) {
-    spdlog::error("{} ended with an unknown exception", what);
-  }
-}
 }  // namespace
 
 void Worker::start() {
@@ -233,7 +221,7 @@ int Server::run() {
     handover_acceptor_ = std::make_unique<asio::local::stream_protocol::acceptor>(
         io0, asio::local::stream_protocol::endpoint(cfg.proxy.handover_socket.string()));
     ::chmod(cfg.proxy.handover_socket.c_str(), 0600);
-    asio::co_spawn(io0, handover_loop(), [](const std::exception_ptr& e) { log_exception(e, "handover"); });
+    asio::co_spawn(io0, handover_loop(), [](const std::exception_ptr& e) { log::exception(e, "handover"); });
   }
   if (!cfg.proxy.metrics_listen.empty()) {
     config::ListenAddress l;
@@ -257,7 +245,7 @@ int Server::run() {
   }
   for (auto& a : acceptors_) {
     asio::co_spawn(io0, accept_loop(*a),
-                   [](const std::exception_ptr& e) { log_exception(e, "accept loop"); });
+                   [](const std::exception_ptr& e) { log::exception(e, "accept loop"); });
   }
   signals_ = std::make_unique<asio::signal_set>(io0, SIGINT, SIGTERM, SIGHUP);
   auto wait_signal = [this](auto&& self) -> void {
@@ -425,7 +413,7 @@ void Server::start_session(Worker& w, tls::tcp::socket socket, std::vector<std::
   }
   auto session = std::make_shared<ClientSession>(*this, w, std::move(socket), via_proxy, std::move(initial));
   asio::co_spawn(w.io(), ClientSession::run(std::move(session)),
-                 [](const std::exception_ptr& e) { log_exception(e, "client session"); });
+                 [](const std::exception_ptr& e) { log::exception(e, "client session"); });
 }
 
 void Server::on_signal(int sig) {

@@ -46,6 +46,9 @@ void common_settings(SSL_CTX* ctx, const std::string& min_version, const std::st
   SSL_CTX_set_mode(
       ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
+  // Read ahead: one read() takes a whole record (or several) instead of a header read and a body read.
+  // Stream asks SSL_has_pending, which also sees read-ahead bytes, before it waits for the socket.
+  SSL_CTX_set_read_ahead(ctx, 1);
   if (!ciphers.empty() && SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
     problems.push_back(
         {section + ".ciphers", "no usable TLS 1.2 cipher in \"" + ciphers + "\": " + last_openssl_error()});

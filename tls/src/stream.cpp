@@ -165,8 +165,6 @@ asio::awaitable<error_code> Stream::handshake_as_server(SSL_CTX* ctx) {
     error_detail_ = last_openssl_error();
     co_return error_code(TlsError::handshake_failed);
   }
-  // Read ahead: one read() takes a whole record (or several) instead of a header read and a body read.
-  SSL_set_read_ahead(ssl_, 1);
   SSL_set_accept_state(ssl_);
   co_return co_await drive_handshake();
 }
@@ -195,7 +193,6 @@ asio::awaitable<error_code> Stream::handshake_as_client(SSL_CTX* ctx, const Conn
       co_return error_code(TlsError::verify_failed);
     }
   }
-  SSL_set_read_ahead(ssl_, 1);
   SSL_set_connect_state(ssl_);
   co_return co_await drive_handshake();
 }
