@@ -1,17 +1,31 @@
 // The hash chain: HMAC-SHA-256 (with audit.hmac_key_file) or SHA-256 over each line's bytes before ,"hash":.
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include <memory>
 
 #include "pgw/audit/log.hpp"
 
 namespace pgw::audit {
 
-std::string to_hex(const Digest& d) {
+namespace {
+
+void append_hex(std::string& out, const Digest& d) {
   static constexpr char digits[] = "0123456789abcdef";
-  std::string out(d.size() * 2, '0');
+  const std::size_t at = out.size();
+  out.resize(at + d.size() * 2);
   for (std::size_t i = 0; i < d.size(); ++i) {
-    out[2 * i] = digits[d[i] >> 4];
-    out[2 * i + 1] = digits[d[i] & 15];
+    out[at + 2 * i] = digits[d[i] >> 4];
+    out[at + 2 * i + 1] = digits[d[i] & 15];
   }
+}
+
+}  // namespace
+
+std::string to_hex(const Digest& d) {
+  std::string out;
+  append_hex(out, d);
   return out;
 }
 
@@ -32,35 +46,94 @@ std::optional<Digest> from_hex(std::string_view hex) {
   return d;
 }
 
-Hasher::Hasher(std::string key) : key_(std::move(key)) {}
+struct Hasher::Contexts {
+  EVP_MD* md = nullptr;
+  EVP_MD_CTX* md_ctx = nullptr;
+  EVP_MAC* mac = nullptr;
+  EVP_MAC_CTX* mac_ctx = nullptr;
+
+  Contexts() = default;
+  Contexts(const Contexts&) = delete;
+  Contexts& operator=(const Contexts&) = delete;
+  ~Contexts() {
+    EVP_MAC_CTX_free(mac_ctx);
+    EVP_MAC_free(mac);
+    EVP_MD_CTX_free(md_ctx);
+    EVP_MD_free(md);
+  }
+
+  static std::unique_ptr<Contexts> make(const std::string& key) {
+    auto c = std::make_unique<Contexts>();
+    if (key.empty()) {
+      c->md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+      c->md_ctx = EVP_MD_CTX_new();
+      if (c->md == nullptr || c->md_ctx == nullptr) return nullptr;
+      return c;
+    }
+    c->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (c->mac == nullptr) return nullptr;
+    c->mac_ctx = EVP_MAC_CTX_new(c->mac);
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    // The key is set once; EVP_MAC_init without a key restarts with it.
+    if (c->mac_ctx == nullptr || EVP_MAC_init(c->mac_ctx, reinterpret_cast<const unsigned char*>(key.data()),
+                                              key.size(), params) != 1) {
+      return nullptr;
+    }
+    return c;
+  }
+};
+
+Hasher::Hasher(std::string key) : key_(std::move(key)), contexts_(Contexts::make(key_)) {}
+Hasher::Hasher(const Hasher& other) : Hasher(other.key_) {}
+Hasher& Hasher::operator=(const Hasher& other) {
+  if (this != &other) *this = Hasher(other.key_);
+  return *this;
+}
+Hasher::Hasher(Hasher&&) noexcept = default;
+Hasher& Hasher::operator=(Hasher&&) noexcept = default;
+Hasher::~Hasher() = default;
 
 bool Hasher::hash(std::string_view bytes, Digest& out) const noexcept {
-  std::size_t len = 0;
+  if (!contexts_) return false;
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   if (key_.empty()) {
     unsigned int n = 0;
-    return EVP_Digest(bytes.data(), bytes.size(), out.data(), &n, EVP_sha256(), nullptr) == 1 &&
-           n == out.size();
+    return EVP_DigestInit_ex2(contexts_->md_ctx, contexts_->md, nullptr) == 1 &&
+           EVP_DigestUpdate(contexts_->md_ctx, data, bytes.size()) == 1 &&
+           EVP_DigestFinal_ex(contexts_->md_ctx, out.data(), &n) == 1 && n == out.size();
   }
-  return EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key_.data(), key_.size(),
-                   reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), out.data(), out.size(),
-                   &len) != nullptr &&
-         len == out.size();
+  std::size_t len = 0;
+  return EVP_MAC_init(contexts_->mac_ctx, nullptr, 0, nullptr) == 1 &&
+         EVP_MAC_update(contexts_->mac_ctx, data, bytes.size()) == 1 &&
+         EVP_MAC_final(contexts_->mac_ctx, out.data(), &len, out.size()) == 1 && len == out.size();
 }
 
 Chain::Chain(Hasher hasher, std::uint64_t last_seq, Digest last_hash)
     : hasher_(std::move(hasher)), last_seq_(last_seq), last_hash_(last_hash) {}
 
-std::optional<std::string> Chain::seal(std::string body, std::uint64_t seq) {
+bool Chain::seal_in_place(std::string& body, std::uint64_t seq) {
+  const std::size_t size = body.size();
+  body.reserve(size + kSealBytes);
   body += ",\"prev\":\"";
-  body += to_hex(last_hash_);
+  append_hex(body, last_hash_);
   body += '"';
   Digest h{};
-  if (!hasher_.hash(body, h)) return std::nullopt;
+  if (!hasher_.hash(body, h)) {
+    body.resize(size);
+    return false;
+  }
   body += ",\"hash\":\"";
-  body += to_hex(h);
+  append_hex(body, h);
   body += "\"}\n";
   last_seq_ = seq;
   last_hash_ = h;
+  return true;
+}
+
+std::optional<std::string> Chain::seal(std::string body, std::uint64_t seq) {
+  if (!seal_in_place(body, seq)) return std::nullopt;
   return body;
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <string>
 
+#include "body.hpp"
 #include "pgw/audit/log.hpp"
 
 namespace pgw::audit {
@@ -154,7 +155,8 @@ class Writer {
   void opt_str(const std::optional<std::string>& s) { s ? str(*s) : null(); }
   template <class T>
   void num(T v) {
-    out_ += std::to_string(v);
+    char buf[24];
+    out_.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
   }
   template <class T>
   void opt_num(const std::optional<T>& v) {
@@ -167,14 +169,17 @@ class Writer {
   bool first_ = true;
 };
 
-void write_field(Writer& w, Field f, const Record& r) {
+// f_seq is left to the caller (see UnnumberedBody); `ts` and `instance` are given, not the record's.
+void write_field(Writer& w, Field f, const Record& r, std::chrono::system_clock::time_point ts,
+                 std::string_view instance) {
   std::string& out = w.out();
   switch (f) {
     case f_ts:
-      w.str(format_ts(r.ts));
+      out += '"';
+      out += format_ts(ts);  // digits, '-', ':', '.', 'T', 'Z': nothing to escape
+      out += '"';
       break;
     case f_seq:
-      w.num(r.seq);
       break;
     case f_event:
       w.str(to_string(r.event));
@@ -258,7 +263,7 @@ void write_field(Writer& w, Field f, const Record& r) {
       }
       break;
     case f_instance:
-      w.str(r.instance);
+      w.str(instance);
       break;
     case f_in_transaction:
       if (r.in_transaction) {
@@ -436,17 +441,45 @@ std::string format_ts(std::chrono::system_clock::time_point t) {
   return std::string(buf, at);
 }
 
-std::string record_body(const Record& r) {
-  std::string out;
-  out.reserve(256 + (r.statement ? r.statement->size() : 0));
+namespace detail {
+
+UnnumberedBody unnumbered_body(const Record& r, std::chrono::system_clock::time_point ts,
+                               std::string_view instance, std::size_t spare) {
+  UnnumberedBody body;
+  std::string& out = body.text;
+  // Keys, ts, numbers and punctuation take under 512 bytes; the strings are mostly written as they are.
+  std::size_t size = 512 + spare + r.session.size() + instance.size();
+  for (const auto* s :
+       {&r.client_addr, &r.user, &r.database, &r.application_name, &r.server, &r.statement, &r.reason}) {
+    if (*s) size += (*s)->size();
+  }
+  if (r.tls) size += r.tls->version.size() + r.tls->cipher.size() + r.tls->client_cert.value_or("").size();
+  for (const auto& o : r.objects)
+    size += o.size() + 3;
+  out.reserve(size);
   Writer w(out);
   const Mask m = mask_of(r.event);
   for (std::uint8_t f = 0; f < f_count; ++f) {
     if ((m & bit(static_cast<Field>(f))) == 0) continue;
     w.key(field_names[f]);
-    write_field(w, static_cast<Field>(f), r);
+    if (f == f_seq) body.seq_at = out.size();
+    write_field(w, static_cast<Field>(f), r, ts, instance);
   }
-  return out;
+  return body;
+}
+
+std::string& number(UnnumberedBody& body, std::uint64_t seq) {
+  char buf[24];
+  const char* end = std::to_chars(buf, buf + sizeof buf, seq).ptr;
+  body.text.insert(body.seq_at, buf, static_cast<std::size_t>(end - buf));
+  return body.text;
+}
+
+}  // namespace detail
+
+std::string record_body(const Record& r) {
+  detail::UnnumberedBody body = detail::unnumbered_body(r, r.ts, r.instance, 0);
+  return std::move(detail::number(body, r.seq));
 }
 
 }  // namespace pgw::audit

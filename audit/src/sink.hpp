@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -32,9 +33,12 @@ class FileSink {
   // hash `hasher` recomputes, or this throws std::runtime_error (start-up only).
   Tail recover(const Hasher& hasher, const std::function<void(std::string_view)>& alarm);
 
-  // Appends whole lines; on a failed or short write the file is cut back to where it was, so a line is never
-  // left half-written by an error we saw.
-  std::error_code write(std::string_view lines);
+  // Appends whole lines (gathered: one writev, not a copy into one buffer); on a failed or short write the
+  // file is cut back to where it was, so a line is never left half-written by an error we saw.
+  std::error_code write(std::span<const std::string_view> lines);
+  std::error_code write(std::string_view lines) {
+    return write(std::span<const std::string_view>(&lines, 1));
+  }
   std::error_code sync();
   // True when `next` more bytes after `buffered` unwritten ones would take a non-empty file past rotate_size
   // (a single line larger than rotate_size still goes into a file of its own).

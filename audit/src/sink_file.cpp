@@ -2,8 +2,10 @@
 // start-up.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <stdexcept>
 
@@ -156,11 +158,25 @@ std::error_code FileSink::open() {
   return {};
 }
 
-std::error_code FileSink::write(std::string_view lines) {
+std::error_code FileSink::write(std::span<const std::string_view> lines) {
   if (auto ec = open()) return ec;
-  std::size_t done = 0;
-  while (done < lines.size()) {
-    const ssize_t n = ::write(fd_, lines.data() + done, lines.size() - done);
+  std::size_t total = 0;
+  for (std::string_view l : lines)
+    total += l.size();
+  std::size_t done = 0;         // bytes written by this call
+  std::size_t line = 0;         // first line not completely written
+  std::size_t line_offset = 0;  // bytes of it already written
+  while (done < total) {
+    std::array<iovec, 256> iov{};  // below IOV_MAX (1024 on Linux)
+    std::size_t count = 0;
+    for (std::size_t i = line; i < lines.size() && count < iov.size(); ++i) {
+      const std::size_t skip = i == line ? line_offset : 0;
+      if (lines[i].size() == skip) continue;
+      iov[count].iov_base = const_cast<char*>(lines[i].data() + skip);
+      iov[count].iov_len = lines[i].size() - skip;
+      ++count;
+    }
+    const ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(count));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const std::error_code ec = n < 0 ? last_error() : std::make_error_code(std::errc::io_error);
@@ -172,8 +188,21 @@ std::error_code FileSink::write(std::string_view lines) {
       return ec;
     }
     done += static_cast<std::size_t>(n);
+    // Step over what was written: whole lines, then part of one.
+    std::size_t left = static_cast<std::size_t>(n);
+    while (left > 0 && line < lines.size()) {
+      const std::size_t rest = lines[line].size() - line_offset;
+      if (left < rest) {
+        line_offset += left;
+        left = 0;
+      } else {
+        left -= rest;
+        ++line;
+        line_offset = 0;
+      }
+    }
   }
-  size_ += lines.size();
+  size_ += total;
   return {};
 }
 

@@ -8,8 +8,11 @@
 #include <deque>
 #include <mutex>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <vector>
 
+#include "body.hpp"
 #include "pgw/audit/log.hpp"
 #include "sink.hpp"
 
@@ -19,20 +22,13 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-// What a queued record costs against audit.queue_size: its variable-length text and a fixed overhead.
-std::size_t estimate_bytes(const Record& r) {
-  std::size_t n = 256 + r.session.size();
-  for (const auto* s :
-       {&r.client_addr, &r.user, &r.database, &r.application_name, &r.server, &r.protocol, &r.command,
-        &r.statement_class, &r.statement, &r.outcome, &r.tag, &r.sqlstate, &r.reason}) {
-    if (*s) n += (*s)->size();
-  }
-  for (const auto& o : r.objects)
-    n += o.size() + 4;
-  for (const auto& v : r.params.values)
-    n += (v ? v->size() : 0) + 4;
-  return n;
+// What a queued record costs against audit.queue_size: its rendered line and the queue entry.
+std::size_t queued_bytes(const detail::UnnumberedBody& body) {
+  return body.text.capacity() + 64;
 }
+
+// Room reserved in a rendered body for its seq's digits and the seal, so neither reallocates it.
+constexpr std::size_t kSpare = 24 + Chain::kSealBytes;
 
 std::string host_name() {
   char host[256] = {};
@@ -59,13 +55,16 @@ std::string_view to_string(AppendStatus s) noexcept {
 }
 
 struct AuditLog::Impl {
+  // A queued record: rendered by the appending thread (so no Record crosses threads), numbered and sealed by
+  // the writer.
   struct Pending {
     std::uint64_t seq = 0;
-    Record record;
+    detail::UnnumberedBody body;
     std::optional<std::string> line;  // sealed into the chain
     OnDurable on_durable;
     std::size_t bytes = 0;
     bool called = false;
+    bool numbered = false;
   };
 
   Impl(const config::AuditSettings& settings, Options options)
@@ -129,9 +128,10 @@ struct AuditLog::Impl {
 
   // ---- the I/O threads' side (under mu) ----
 
-  std::uint64_t push_locked(Record r, OnDurable cb, std::size_t bytes) {
+  std::uint64_t push_locked(detail::UnnumberedBody&& body, OnDurable&& cb) {
     const std::uint64_t seq = next_seq++;
-    queue.push_back(Pending{seq, std::move(r), std::nullopt, std::move(cb), bytes, false});
+    const std::size_t bytes = queued_bytes(body);
+    queue.push_back(Pending{seq, std::move(body), std::nullopt, std::move(cb), bytes, false, false});
     ++stats.appended;
     ++stats.queue_records;
     stats.queue_bytes += bytes;
@@ -146,12 +146,14 @@ struct AuditLog::Impl {
     d.ts = std::chrono::system_clock::now();
     d.dropped = dropped_pending;
     dropped_pending = 0;
-    push_locked(std::move(d), {}, 256);
+    push_locked(detail::unnumbered_body(d, d.ts, instance, kSpare), {});
   }
 
-  Appended append(Record r, OnDurable cb) {
-    if (r.ts == std::chrono::system_clock::time_point{}) r.ts = std::chrono::system_clock::now();
-    const std::size_t bytes = estimate_bytes(r);
+  Appended append(const Record& r, OnDurable&& cb) {
+    const auto ts = r.ts == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now() : r.ts;
+    // Rendered here, outside the lock: the writer thread only numbers, seals and writes.
+    detail::UnnumberedBody body = detail::unnumbered_body(r, ts, instance, kSpare);
+    const std::size_t bytes = queued_bytes(body);
     Appended result;
     bool first_drop = false;
     bool wake_writer = false;
@@ -181,7 +183,7 @@ struct AuditLog::Impl {
         wake_writer = (queue.empty() && writer_idle) || (urgent_now && !urgent);
         urgent = urgent || urgent_now;
         enqueue_dropped_locked();
-        result = {AppendStatus::queued, push_locked(std::move(r), std::move(cb), bytes)};
+        result = {AppendStatus::queued, push_locked(std::move(body), std::move(cb))};
       }
     }
     if (result.ok()) {
@@ -212,26 +214,30 @@ struct AuditLog::Impl {
   }
 
   std::error_code write_file() {
-    std::string buf;
+    std::vector<std::string_view>& lines = file_lines;  // kept: no allocation per batch
+    lines.clear();
+    std::uint64_t buffered = 0;
     std::uint64_t buf_last = 0;
     auto flush = [&]() -> std::error_code {
-      if (buf.empty()) return {};
+      if (lines.empty()) return {};
       if (auto ec = fault("file")) return ec;
-      if (auto ec = file->write(buf)) return ec;
+      if (auto ec = file->write(lines)) return ec;
       file_done = buf_last;
-      buf.clear();
+      lines.clear();
+      buffered = 0;
       return {};
     };
     for (const Pending& p : batch) {
       if (!p.line || p.seq <= file_done) continue;
-      if (file->needs_rotation(buf.size(), p.line->size())) {
+      if (file->needs_rotation(buffered, p.line->size())) {
         if (auto ec = flush()) return ec;
         if (auto ec = fault("rotate")) return ec;
         if (auto ec = file->rotate(cfg.fsync != config::AuditFsync::off)) return ec;
         std::lock_guard lk(mu);
         ++stats.rotations;
       }
-      buf += *p.line;
+      lines.emplace_back(*p.line);
+      buffered += p.line->size();
       buf_last = p.seq;
     }
     return flush();
@@ -306,16 +312,16 @@ struct AuditLog::Impl {
     std::string_view what = "write";
     for (Pending& p : batch) {
       if (p.line) continue;
-      p.record.seq = p.seq;
-      p.record.instance = instance;
-      auto line = chain.seal(record_body(p.record), p.seq);
-      if (!line) {
+      if (!p.numbered) {
+        detail::number(p.body, p.seq);
+        p.numbered = true;
+      }
+      if (!chain.seal_in_place(p.body.text, p.seq)) {  // the body stays as it was, for the retry
         ec = std::make_error_code(std::errc::io_error);
         what = "hashing";
         break;
       }
-      p.line = std::move(*line);
-      p.record = Record{};  // the line is all that is needed now
+      p.line = std::move(p.body.text);
     }
     if (!ec && file) {
       ec = write_file();
@@ -441,7 +447,9 @@ struct AuditLog::Impl {
         busy = !queue.empty();  // nothing came during a whole write_delay: sleep until woken
         urgent = false;
         stopping = stop;
-        if (batch.empty() || stopping) {
+        if (batch.empty()) {
+          batch.swap(queue);
+        } else if (stopping) {
           while (!queue.empty()) {
             batch.push_back(std::move(queue.front()));
             queue.pop_front();
@@ -508,6 +516,7 @@ struct AuditLog::Impl {
 
   // Writer thread only.
   std::deque<Pending> batch;
+  std::vector<std::string_view> file_lines;
   std::uint64_t file_done = 0, out_done = 0, sys_done = 0;  // last seq each sink has
   std::uint64_t written_seq = 0;
   Digest written_hash{};
@@ -529,8 +538,8 @@ AuditLog::~AuditLog() {
   }
 }
 
-Appended AuditLog::append(Record record, OnDurable on_durable) {
-  return impl_->append(std::move(record), std::move(on_durable));
+Appended AuditLog::append(const Record& record, OnDurable on_durable) {
+  return impl_->append(record, std::move(on_durable));
 }
 
 bool AuditLog::flush(std::chrono::milliseconds timeout) {

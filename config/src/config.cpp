@@ -893,14 +893,15 @@ std::vector<KeyDef<AuditSettings>> audit_keys() {
         "bytes of records waiting for the writer thread; beyond it on_failure applies"},
        size_key(&S::queue_size, 1024, std::uint64_t{1} << 40),
        {}},
-      {{"audit", "fsync_interval", "duration", "\"10ms\"", false, true,
-        "with fsync = \"batch\": written records are fsynced at most this long after their write"},
+      {{"audit", "fsync_interval", "duration", "\"100ms\"", false, true,
+        "with fsync = \"batch\": written records are fsynced at most this long after their write (each fsync "
+        "costs the writer a wait for the disk, whatever the number of records)"},
        duration_key(&S::fsync_interval),
        {}},
-      {{"audit", "write_delay", "duration", "\"2ms\"", false, true,
+      {{"audit", "write_delay", "duration", "\"10ms\"", false, true,
         "with fsync = \"batch\" or \"off\": how long the writer thread lets records gather before it "
-        "writes them (one wakeup per batch, not per record); 0 = at once. Records a session waits for "
-        "(fsync = \"every\") are never delayed"},
+        "writes them (one wakeup per batch, not per record; a crash of pgwarden itself loses at most this "
+        "much); 0 = at once. Records a session waits for (fsync = \"every\") are never delayed"},
        duration_key(&S::write_delay),
        {}},
       {{"audit", "retry_interval", "duration", "\"1s\"", false, true,

@@ -32,11 +32,6 @@ struct Attempt {
   }
 };
 
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto a = ep.address();
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
-}
-
 ConnectError error(ConnectError::Kind kind, std::string message) {
   ConnectError e;
   e.kind = kind;
@@ -176,10 +171,10 @@ asio::awaitable<ConnectError> attempt(const asio::any_io_executor& ex, Attempt& 
   ServerConnection& c = *state.connection;
   c.host = req.host;
   c.endpoint = ep;
+  c.address = tls::endpoint_text(ep);
   auto [cec] = co_await c.stream.socket().async_connect(ep, use_tuple);
   if (cec)
-    co_return error(ConnectError::Kind::unreachable,
-                    "cannot connect to " + endpoint_text(ep) + ": " + cec.message());
+    co_return error(ConnectError::Kind::unreachable, "cannot connect to " + c.address + ": " + cec.message());
   boost::system::error_code ignored;
   c.stream.socket().non_blocking(true, ignored);
   c.stream.socket().set_option(tcp::no_delay(true), ignored);

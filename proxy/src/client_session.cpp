@@ -40,11 +40,6 @@ constexpr std::uint8_t ready_idle_message[] = {'Z', 0, 0, 0, 5, 'I'};
 constexpr std::string_view failing_sql = "pgwarden: refused";
 constexpr std::string_view failing_statement = "pgw_refused";
 
-std::string endpoint_text(const tls::tcp::endpoint& ep) {
-  auto a = ep.address();
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
-}
-
 // Backend messages whose body the relay reads; all others are seen by type only (and streamed when long).
 bool backend_body_needed(char type) noexcept {
   return type == backend::ready_for_query || type == backend::parameter_status ||
@@ -94,7 +89,7 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
   }
   boost::system::error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
-  log_.set_session(server.next_session_id(), ec ? std::string("?") : endpoint_text(remote));
+  log_.set_session(server.next_session_id(), ec ? std::string("?") : tls::endpoint_text(remote));
   if (!ec) {
     peer_address_ = remote.address().to_string();
     peer_port_ = remote.port();
@@ -932,7 +927,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
             client_.is_tls() ? client_.info().version : "off", config::to_string(mode_));
   if (mode_ == config::PoolMode::session) {
     server_conn_ = std::move(conn);
-    log_.set_server(endpoint_text(server_conn_->endpoint));
+    log_.set_server(server_conn_->address);
     cancel_slot_->set(
         CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
   } else {
@@ -944,8 +939,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
     for (const auto& setting : settings_)
       audit_->on_parameter(setting.name, setting.value);
     audit_->set_sql_prepared_per_session(mode_ == config::PoolMode::session);
-    if (server_conn_)
-      audit_->set_server(endpoint_text(server_conn_->endpoint), server_conn_->backend_key.process_id);
+    if (server_conn_) audit_->set_server(server_conn_->address, server_conn_->backend_key.process_id);
     audit_->connected();
   }
   connected_ = true;
@@ -1118,8 +1112,8 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
       co_return SessionEnd::server_unavailable;
   }
   server_conn_ = std::move(r.connection);
-  log_.set_server(endpoint_text(server_conn_->endpoint));
-  if (audit_) audit_->set_server(endpoint_text(server_conn_->endpoint), server_conn_->backend_key.process_id);
+  log_.set_server(server_conn_->address);
+  if (audit_) audit_->set_server(server_conn_->address, server_conn_->backend_key.process_id);
   cancel_slot_->set(
       CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
   std::string diff = settings_diff(*server_conn_);

@@ -6,6 +6,7 @@
 
 #include <exception>
 #include <string>
+#include <string_view>
 
 #include "pgw/config/config.hpp"
 
@@ -24,7 +25,7 @@ class SessionLog {
     id_ = std::move(id);
     client_ = std::move(client);
   }
-  void set_server(std::string server) { server_ = std::move(server); }
+  void set_server(std::string_view server) { server_.assign(server); }  // per attach: reuses the storage
   const std::string& id() const noexcept { return id_; }
   const std::string& client() const noexcept { return client_; }
 

@@ -356,7 +356,7 @@ void Server::record_refusal(const std::string& address, std::uint16_t port, cons
   r.client_port = port;
   r.sqlstate = verdict.sqlstate;
   r.reason = verdict.reason;
-  audit_->append(std::move(r));
+  audit_->append(r);
 }
 
 asio::awaitable<void> Server::accept_loop(asio::ip::tcp::acceptor& acceptor) {

@@ -171,8 +171,12 @@ SessionAudit::SessionAudit(audit::AuditLog& log, audit::Classifier& classifier,
 
 SessionAudit::~SessionAudit() = default;
 
-void SessionAudit::set_server(std::string server, std::int32_t backend_pid) {
-  server_ = std::move(server);
+void SessionAudit::set_server(std::string_view server, std::int32_t backend_pid) {
+  if (server_) {
+    server_->assign(server);  // per attach: reuses the storage
+  } else {
+    server_.emplace(server);
+  }
   backend_pid_ = backend_pid;
 }
 
@@ -191,7 +195,7 @@ audit::Record SessionAudit::base(audit::Event event) const {
   return r;
 }
 
-bool SessionAudit::append(audit::Record record, bool wait, std::uint64_t* seq) {
+bool SessionAudit::append(const audit::Record& record, bool wait, std::uint64_t* seq) {
   auto& d = *durability_;
   const bool durable_wait = wait && settings_.fsync == AuditFsync::every;
   audit::OnDurable on_durable;
@@ -209,7 +213,7 @@ bool SessionAudit::append(audit::Record record, bool wait, std::uint64_t* seq) {
       });
     };
   }
-  audit::Appended r = log_.append(std::move(record), std::move(on_durable));
+  audit::Appended r = log_.append(record, std::move(on_durable));
   if (r.ok()) {
     if (seq != nullptr) *seq = r.seq;
     return true;
@@ -244,7 +248,7 @@ void SessionAudit::login_refused(std::string_view sqlstate, std::string_view rea
   audit::Record r = base(auth_failure ? audit::Event::auth_failed : audit::Event::refused);
   r.sqlstate = std::string(sqlstate);
   r.reason = std::string(reason);
-  append(std::move(r), false);  // the client is refused anyway; the log counts what it cannot take
+  append(r, false);  // the client is refused anyway; the log counts what it cannot take
 }
 
 void SessionAudit::admin_command(std::string_view command, std::string_view text, std::string_view sqlstate,
@@ -255,7 +259,7 @@ void SessionAudit::admin_command(std::string_view command, std::string_view text
   r.outcome = sqlstate.empty() ? "ok" : "error";
   if (!sqlstate.empty()) r.sqlstate = std::string(sqlstate);
   if (!reason.empty()) r.reason = std::string(reason);
-  append(std::move(r), false);
+  append(r, false);
 }
 
 void SessionAudit::disconnected(std::string_view reason) {
@@ -263,7 +267,7 @@ void SessionAudit::disconnected(std::string_view reason) {
   audit::Record r = base(audit::Event::disconnect);
   r.reason = std::string(reason);
   r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - connected_at_).count();
-  append(std::move(r), false);
+  append(r, false);
 }
 
 bool SessionAudit::audited(const audit::Statement& s) const noexcept {
@@ -388,9 +392,10 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
   if (every || pending_bytes_ + bytes > max_pending_bytes) {
     // Recorded before it runs ("pending"), the outcome follows as its own record: with fsync = "every" that
     // is the guarantee, otherwise it keeps what a session holds bounded.
-    audit::Record first = *r;
-    first.outcome = "pending";
-    if (!append(std::move(first), every, &p.pending_seq)) {
+    r->outcome = "pending";
+    const bool queued = append(*r, every, &p.pending_seq);
+    r->outcome.reset();
+    if (!queued) {
       if (p.effect) --prepare_effects_in_flight_;
       return false;
     }
@@ -445,7 +450,7 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
         r.ref = p.pending_seq;
         r.outcome = "refused";
         r.sqlstate = "58030";
-        append(std::move(r), false);
+        append(r, false);
       }
       if (p.effect) --prepare_effects_in_flight_;
       pending_bytes_ -= p.bytes;
@@ -603,13 +608,11 @@ void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_vi
   pending_bytes_ -= p.bytes;
   p.bytes = 0;
   auto duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.started).count();
-  audit::Record r;
   if (p.pending_seq != 0) {
-    r = base(audit::Event::outcome);
-    r.ref = p.pending_seq;
-  } else {
-    r = std::move(*p.record);
+    *p.record = base(audit::Event::outcome);
+    p.record->ref = p.pending_seq;
   }
+  audit::Record& r = *p.record;
   r.outcome = std::string(outcome);
   if (!tag.empty()) {
     r.tag = std::string(tag);
@@ -617,8 +620,9 @@ void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_vi
   }
   if (!sqlstate.empty()) r.sqlstate = std::string(sqlstate);
   r.duration_us = duration;
+  const bool ok = append(r, true);
   p.record.reset();
-  if (!append(std::move(r), true)) broken_ = true;
+  if (!ok) broken_ = true;
 }
 
 void SessionAudit::pop_front() {
@@ -643,7 +647,7 @@ void SessionAudit::transaction_ended(std::string_view command, std::string_view 
   }
   r.outcome = std::string(outcome);
   r.in_transaction = false;
-  if (!append(std::move(r), true)) broken_ = true;
+  if (!append(r, true)) broken_ = true;
 }
 
 void SessionAudit::skip_to_sync(bool extended) {
@@ -778,7 +782,7 @@ void SessionAudit::abandon(std::string_view why) {
     r.outcome = unanswered ? "unknown" : "ok";
     r.reason = std::string(why);
     r.in_transaction = false;
-    if (!append(std::move(r), false)) broken_ = true;
+    if (!append(r, false)) broken_ = true;
   }
   transaction_audited_ = false;
   results_in_transaction_ = 0;

@@ -51,7 +51,7 @@ class SessionAudit {
   AuditIdentity& identity() noexcept { return identity_; }
   void set_sql_prepared_per_session(bool v) noexcept { sql_prepared_per_session_ = v; }
   void set_application_name(std::string_view name) { application_name_ = std::string(name); }
-  void set_server(std::string server, std::int32_t backend_pid);
+  void set_server(std::string_view server, std::int32_t backend_pid);
 
   // Session events.
   void connected();
@@ -131,7 +131,7 @@ class SessionAudit {
   void classify(std::string_view sql);
   // Appends; with fsync = "every" and `wait`, the session waits for it. Returns false when on_failure =
   // "block" refuses it.
-  bool append(audit::Record record, bool wait, std::uint64_t* seq = nullptr);
+  bool append(const audit::Record& record, bool wait, std::uint64_t* seq = nullptr);
 
   audit::AuditLog& log_;
   audit::Classifier& classifier_;

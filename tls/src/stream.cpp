@@ -337,4 +337,9 @@ std::string_view Stream::alpn() const noexcept {
   return {reinterpret_cast<const char*>(data), len};
 }
 
+std::string endpoint_text(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
+}
+
 }  // namespace pgw::tls

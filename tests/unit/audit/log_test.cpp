@@ -1,6 +1,7 @@
 // Unit tests of the audit log: JSON lines, the hash chain, the writer (rotation, restart, torn tail, group
 // commit, failure policies) and verify (changed, deleted, swapped lines, cut tail, deleted file, HMAC).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -269,8 +271,12 @@ TEST(AuditChain, FirstPrevIsZerosAndEachPrevIsTheLastHash) {
   Digest d{};
   ASSERT_TRUE(Hasher{}.hash(covered, d));
   EXPECT_EQ(b->substr(b->size() - 67, 64), to_hex(d));
-  // Known answer: SHA-256("abc").
+  // Known answer: SHA-256("abc"), also from a Hasher that hashed something before.
   ASSERT_TRUE(Hasher{}.hash("abc", d));
+  EXPECT_EQ(to_hex(d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Hasher reused;
+  ASSERT_TRUE(reused.hash(covered, d));
+  ASSERT_TRUE(reused.hash("abc", d));
   EXPECT_EQ(to_hex(d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
@@ -282,6 +288,25 @@ TEST(AuditChain, HmacKnownAnswerAndKeyMatters) {
   Digest other{};
   ASSERT_TRUE(Hasher("Jeff").hash("what do ya want for nothing?", other));
   EXPECT_NE(d, other);
+  // One Hasher reuses its context for every record: the key must survive each restart, and a copy (or an
+  // assignment) must hash alone.
+  Hasher reused("Jefe");
+  for (int i = 0; i < 3; ++i) {
+    Digest again{};
+    ASSERT_TRUE(reused.hash("what do ya want for nothing?", again));
+    EXPECT_EQ(again, d);
+    ASSERT_TRUE(reused.hash("something else", again));
+    EXPECT_NE(again, d);
+  }
+  Hasher copy = reused;
+  Hasher assigned;
+  assigned = copy;
+  Digest from_copy{}, from_assigned{};
+  ASSERT_TRUE(copy.hash("what do ya want for nothing?", from_copy));
+  ASSERT_TRUE(assigned.hash("what do ya want for nothing?", from_assigned));
+  EXPECT_EQ(from_copy, d);
+  EXPECT_EQ(from_assigned, d);
+  EXPECT_TRUE(assigned.keyed());
   EXPECT_EQ(from_hex(to_hex(d)), d);
   EXPECT_FALSE(from_hex("ABCD"));
 }
@@ -670,6 +695,46 @@ TEST(AuditWriter, WriteFailureBlocksThenRecovers) {
   auto r = verify_files({dir / "a.jsonl"});
   ASSERT_TRUE(r.ok()) << problem(r);
   EXPECT_EQ(r.chains[0].records, 2U + sneaked_in);  // seq 1 (retried), then the rest: dense, nothing lost
+}
+
+// A write the kernel takes only in part (here: the file size limit, RLIMIT_FSIZE, falls inside a batch) is
+// cut back to the last whole line, the log fails, and once writing works the whole batch is written again:
+// the file never holds half a line, and the chain stays dense.
+TEST(AuditWriter, AShortWriteIsCutBackToWholeLinesAndRetried) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  s.write_delay = 0ms;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead
+  std::uintmax_t before = 0;
+  {
+    AuditLog log(s);
+    ASSERT_TRUE(log.append(statement(0)).ok());
+    ASSERT_TRUE(log.flush(10s));
+    before = fs::file_size(dir / "a.jsonl");
+    ASSERT_GT(before, 100U);
+    rlimit limited = saved;
+    limited.rlim_cur = before + before / 2;  // room for half of the next record
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+    ASSERT_TRUE(log.append(statement(1)).ok());  // the limit falls in the middle of its line
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (log.stats().write_errors == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+    EXPECT_GE(log.stats().write_errors, 1U);
+    EXPECT_EQ(fs::file_size(dir / "a.jsonl"), before);  // cut back: no partial line
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+    while (log.stats().written < 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+    EXPECT_EQ(log.stats().written, 2U);
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, old_handler);
+  auto lines = lines_of(dir / "a.jsonl");
+  ASSERT_EQ(lines.size(), 2U);
+  auto r = verify_files({dir / "a.jsonl"});
+  ASSERT_TRUE(r.ok()) << problem(r);
+  EXPECT_EQ(r.chains[0].records, 2U);
 }
 
 TEST(AuditWriter, WriteFailureWithDropWritesRecordsDropped) {

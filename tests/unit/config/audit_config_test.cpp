@@ -58,9 +58,9 @@ TEST(AuditConfig, DefaultsAreTheSpecs) {
   EXPECT_EQ(a.on_failure, AuditOnFailure::block);
   EXPECT_EQ(a.queue_records, 65536U);
   EXPECT_EQ(a.queue_size, 64U << 20);
-  EXPECT_EQ(a.fsync_interval, 10ms);
+  EXPECT_EQ(a.fsync_interval, 100ms);
   EXPECT_EQ(a.retry_interval, 1s);
-  EXPECT_EQ(a.write_delay, 2ms);
+  EXPECT_EQ(a.write_delay, 10ms);
 }
 
 TEST(AuditConfig, EveryKeyIsParsed) {

@@ -101,15 +101,25 @@ using Digest = std::array<unsigned char, 32>;
 std::string to_hex(const Digest& d);
 std::optional<Digest> from_hex(std::string_view hex);
 
-// HMAC-SHA-256 with a key, plain SHA-256 without one (OpenSSL EVP).
+// HMAC-SHA-256 with a key, plain SHA-256 without one (OpenSSL EVP). The algorithm is fetched once and its
+// context reused for every record (an implicit fetch per call costs as much as hashing the record), so one
+// Hasher must not be used by two threads at once; a copy has contexts of its own.
 class Hasher {
  public:
   explicit Hasher(std::string key = {});
+  Hasher(const Hasher& other);
+  Hasher& operator=(const Hasher& other);
+  Hasher(Hasher&&) noexcept;
+  Hasher& operator=(Hasher&&) noexcept;
+  ~Hasher();
+
   bool keyed() const noexcept { return !key_.empty(); }
   bool hash(std::string_view bytes, Digest& out) const noexcept;  // false: OpenSSL failed
 
  private:
+  struct Contexts;
   std::string key_;
+  std::unique_ptr<Contexts> contexts_;  // nullptr: OpenSSL could not set them up (hash() fails)
 };
 
 // Chains lines: line = body + ,"prev":"<hex>" + ,"hash":"<hex>"} where hash covers the bytes before ,"hash":
@@ -118,6 +128,9 @@ class Chain {
   explicit Chain(Hasher hasher, std::uint64_t last_seq = 0, Digest last_hash = {});
   // Returns the complete line (with '\n'), or nullopt when hashing failed; `seq` must be last_seq() + 1.
   std::optional<std::string> seal(std::string body, std::uint64_t seq);
+  // The same in place: `body` grows by kSealBytes into the line; false (body unchanged) when hashing failed.
+  bool seal_in_place(std::string& body, std::uint64_t seq);
+  static constexpr std::size_t kSealBytes = 150;
   std::uint64_t last_seq() const noexcept { return last_seq_; }
   const Digest& last_hash() const noexcept { return last_hash_; }
 
@@ -197,8 +210,9 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Thread-safe, never does I/O: stamps ts, assigns the next seq and queues the record.
-  Appended append(Record record, OnDurable on_durable = {});
+  // Thread-safe, never does I/O: stamps ts (unless set), renders the record's line on the calling thread,
+  // assigns the next seq and queues the line. The record itself is not kept.
+  Appended append(const Record& record, OnDurable on_durable = {});
 
   // Blocks until every record queued before the call was handled (written or failed), or the timeout.
   bool flush(std::chrono::milliseconds timeout);

@@ -53,6 +53,7 @@ struct ServerConnection {
   tls::Stream stream;
   std::string host;             // as configured (for logs and TLS name checks)
   tls::tcp::endpoint endpoint;  // the address actually connected, for cancel requests
+  std::string address;          // endpoint as text, for logs and audit records (made once, not per attach)
   std::vector<std::pair<std::string, std::string>> parameters;  // ParameterStatus, latest values
   // ParameterStatus at login: what a new client is told and gets, whatever earlier clients SET.
   std::vector<std::pair<std::string, std::string>> initial_parameters;

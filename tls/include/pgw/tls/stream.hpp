@@ -20,6 +20,9 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
+// "10.0.0.5:5432", "[::1]:5432": an address as logs and audit records show it.
+std::string endpoint_text(const tcp::endpoint& ep);
+
 // Why a TLS operation failed; details are in Stream::error_detail().
 enum class TlsError {
   handshake_failed = 1,  // the peer or OpenSSL broke off the handshake
