@@ -944,7 +944,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
   }
   connected_ = true;
   if (!co_await write_client(out_)) co_return false;
-  out_.clear();
+  std::vector<std::uint8_t>().swap(out_);  // login is over: an idle session keeps no login buffer
   co_return true;
 }
 
