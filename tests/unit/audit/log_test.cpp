@@ -706,7 +706,15 @@ TEST(AuditWriter, AShortWriteIsCutBackToWholeLinesAndRetried) {
   s.write_delay = 0ms;
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
-  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead
+  // Restored however the test ends: the tests after it run in this process.
+  struct Restore {
+    rlimit limit;
+    void (*handler)(int);
+    ~Restore() {
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+      std::signal(SIGXFSZ, handler);
+    }
+  } restore{saved, std::signal(SIGXFSZ, SIG_IGN)};  // SIG_IGN: the write fails with EFBIG instead
   std::uintmax_t before = 0;
   {
     AuditLog log(s);
@@ -728,8 +736,6 @@ TEST(AuditWriter, AShortWriteIsCutBackToWholeLinesAndRetried) {
       std::this_thread::sleep_for(2ms);
     EXPECT_EQ(log.stats().written, 2U);
   }
-  ::setrlimit(RLIMIT_FSIZE, &saved);
-  std::signal(SIGXFSZ, old_handler);
   auto lines = lines_of(dir / "a.jsonl");
   ASSERT_EQ(lines.size(), 2U);
   auto r = verify_files({dir / "a.jsonl"});
