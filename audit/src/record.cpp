@@ -176,7 +176,7 @@ void write_field(Writer& w, Field f, const Record& r, std::chrono::system_clock:
   switch (f) {
     case f_ts:
       out += '"';
-      out += format_ts(ts);  // digits, '-', ':', '.', 'T', 'Z': nothing to escape
+      append_ts(out, ts);  // digits, '-', ':', '.', 'T', 'Z': nothing to escape
       out += '"';
       break;
     case f_seq:
@@ -404,9 +404,9 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-std::string format_ts(std::chrono::system_clock::time_point t) {
+void append_ts(std::string& out, std::chrono::system_clock::time_point t) {
   // The standard library's calendar (floor, year_month_day, hh_mm_ss) rather than gmtime_r + strftime +
-  // snprintf: one record each, on the writer thread.
+  // snprintf: one per record, into the record's line (no string of its own).
   using namespace std::chrono;
   const auto us = floor<microseconds>(t);
   const auto day = floor<days>(us);
@@ -438,7 +438,13 @@ std::string format_ts(std::chrono::system_clock::time_point t) {
   *at++ = '.';
   digits(hms.subseconds().count(), 6);
   *at++ = 'Z';
-  return std::string(buf, at);
+  out.append(buf, at);
+}
+
+std::string format_ts(std::chrono::system_clock::time_point t) {
+  std::string out;
+  append_ts(out, t);
+  return out;
 }
 
 namespace detail {

@@ -36,9 +36,6 @@ class FileSink {
   // Appends whole lines (gathered: one writev, not a copy into one buffer); on a failed or short write the
   // file is cut back to where it was, so a line is never left half-written by an error we saw.
   std::error_code write(std::span<const std::string_view> lines);
-  std::error_code write(std::string_view lines) {
-    return write(std::span<const std::string_view>(&lines, 1));
-  }
   std::error_code sync();
   // True when `next` more bytes after `buffered` unwritten ones would take a non-empty file past rotate_size
   // (a single line larger than rotate_size still goes into a file of its own).

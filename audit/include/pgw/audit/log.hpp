@@ -91,8 +91,9 @@ std::vector<std::string_view> fields_of_event(Event e);
 std::string record_body(const Record& r);
 // Appends s as a JSON string literal (quotes included), escaped as above.
 void append_json_string(std::string& out, std::string_view s);
-// "2026-11-22T18:00:00.123456Z"
+// "2026-11-22T18:00:00.123456Z" (UTC, microseconds; no character that JSON escapes), as a string or appended.
 std::string format_ts(std::chrono::system_clock::time_point t);
+void append_ts(std::string& out, std::chrono::system_clock::time_point t);
 
 // ---------------------------------------------------------------------------------------------------------------
 // The hash chain

@@ -178,7 +178,7 @@ struct AuditSettings {
   AuditOnFailure on_failure = AuditOnFailure::block;
   // Not in the SPEC's example (limits belong in config, STYLE.md): the writer's bounds and timers.
   unsigned queue_records = 65536;                            // records waiting for the writer thread
-  std::uint64_t queue_size = std::uint64_t{64} << 20;        // bytes of statement text etc. waiting
+  std::uint64_t queue_size = std::uint64_t{64} << 20;        // bytes of rendered records waiting
   Duration fsync_interval = std::chrono::milliseconds(100);  // fsync = "batch": at most this long unsynced
   Duration write_delay = std::chrono::milliseconds(10);      // fsync != "every": records gather this long
   Duration retry_interval = std::chrono::seconds(1);         // a failing log retries its writes this often
