@@ -212,11 +212,15 @@ std::string_view ServerConnection::parameter(std::string_view name) const noexce
 void ServerConnection::set_parameter(std::string_view name, std::string_view value) {
   for (auto& [k, v] : parameters) {
     if (k == name) {
-      v = std::string(value);
+      if (v != value) {
+        v = std::string(value);
+        settings_key.clear();
+      }
       return;
     }
   }
   parameters.emplace_back(std::string(name), std::string(value));
+  settings_key.clear();
 }
 
 asio::awaitable<ConnectResult> connect(asio::any_io_executor ex, const ConnectRequest& req) {

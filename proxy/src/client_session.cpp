@@ -773,9 +773,23 @@ std::string ClientSession::settings_diff(const pool::ServerConnection& conn) con
   return sets.empty() ? resets : "SELECT " + sets + ";" + resets;
 }
 
+void ClientSession::settings_changed() {
+  settings_key_.clear();
+  for (const auto& s : settings_) {
+    // Names compare without case, as PostgreSQL's; neither names nor values hold a NUL.
+    for (char c : s.name)
+      settings_key_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+    settings_key_.push_back('\0');
+    settings_key_.append(s.value);
+    settings_key_.push_back('\0');
+  }
+  settings_key_.push_back('\1');  // never empty: a connection's empty key means "not known"
+}
+
 void ClientSession::note_applied(pool::ServerConnection& conn) {
   const auto& extra = db_->pool.track_extra_parameters;
   conn.applied.clear();
+  conn.settings_key.clear();
   for (const auto& s : settings_) {
     if (!is_tracked(s.name, extra)) conn.applied.emplace_back(s.name, s.value);
   }
@@ -833,6 +847,7 @@ asio::awaitable<std::string> ClientSession::settle(std::shared_ptr<pool::ServerC
       if (decode(fr.frame.body, cc) == Error::none && cc.tag == "DISCARD ALL") {
         conn.statements.clear();
         conn.applied.clear();
+        conn.settings_key.clear();
       }
     }
     in.consume(fr.frame.wire_size);
@@ -915,6 +930,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
       }
     }
   }
+  settings_changed();
   cancel_slot_ = std::make_shared<CancelSlot>();
   client_key_ = server_.cancels().add(cancel_slot_);
   Encoder e(out_);
@@ -1116,18 +1132,25 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   if (audit_) audit_->set_server(server_conn_->address, server_conn_->backend_key.process_id);
   cancel_slot_->set(
       CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
-  std::string diff = settings_diff(*server_conn_);
-  if (!diff.empty()) {
-    // Before anything of the client's: the connection takes this client's settings, silently.
-    scratch_.clear();
-    Encoder e(scratch_);
-    encode::query(e, diff);
-    server_conn_->tracker.push(Request::query, Answer::swallow);
-    note_applied(*server_conn_);
-    frontend_writing_ = true;
-    auto ec = co_await server_conn_->stream.write_all(scratch_);
-    frontend_writing_ = false;
-    if (ec) co_return SessionEnd::server_io_error;
+  // Clients of one application mostly share their settings: a connection last brought in line with equal
+  // ones needs no comparison, setting by setting, per transaction.
+  if (server_conn_->settings_key != settings_key_) {
+    std::string diff = settings_diff(*server_conn_);
+    if (!diff.empty()) {
+      // Before anything of the client's: the connection takes this client's settings, silently.
+      scratch_.clear();
+      Encoder e(scratch_);
+      encode::query(e, diff);
+      server_conn_->tracker.push(Request::query, Answer::swallow);
+      note_applied(*server_conn_);
+      frontend_writing_ = true;
+      auto ec = co_await server_conn_->stream.write_all(scratch_);
+      frontend_writing_ = false;
+      if (ec) co_return SessionEnd::server_io_error;
+    }
+    // The SET's ParameterStatus answers clear it again where they change a value; the next client with
+    // these settings then compares once more and finds nothing to do.
+    server_conn_->settings_key = settings_key_;
   }
   attached_.cancel();  // the backend loop starts reading this connection
   co_return SessionEnd::none;
@@ -1703,7 +1726,10 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         backend::ParameterStatus ps;
         if (decode(body, ps) == Error::none) {
           conn->set_parameter(ps.name, ps.value);
-          if (v.to_client && is_tracked(ps.name, extra)) put_setting(settings_, ps.name, ps.value);
+          if (v.to_client && is_tracked(ps.name, extra)) {
+            put_setting(settings_, ps.name, ps.value);
+            settings_changed();
+          }
           if (audit_ && v.to_client) {
             if (ps.name == "application_name") audit_->set_application_name(ps.value);
             audit_->on_parameter(ps.name, ps.value);
@@ -1718,7 +1744,10 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
             // Gone on the server for everyone; the client that asked loses its names too, as it would
             // directly.
             conn->statements.clear();
-            if (cc.tag == "DISCARD ALL") conn->applied.clear();
+            if (cc.tag == "DISCARD ALL") {
+              conn->applied.clear();
+              conn->settings_key.clear();
+            }
             if (v.to_client) statements_.clear();
           }
         }

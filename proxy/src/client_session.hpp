@@ -108,6 +108,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The SET / RESET statements that make `conn` match what this client expects; "" if nothing differs.
   std::string settings_diff(const pool::ServerConnection& conn) const;
   void note_applied(pool::ServerConnection& conn);
+  void settings_changed();  // settings_ changed: rebuild settings_key_
 
   // Frontend translation of one client message into what goes to the server.
   bool translate(char type, protocol::Bytes body, protocol::Bytes wire);
@@ -150,6 +151,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string server_user_;
   std::string database_;
   std::vector<Setting> settings_;  // desired values; tracked ones follow the server's ParameterStatus
+  std::string settings_key_;       // settings_ as one comparable string (names folded to lower case)
   const config::DatabaseSettings* db_ = nullptr;
   config::PoolMode mode_ = config::PoolMode::session;
   std::optional<protocol::scram::Client::Keys> passthrough_;

@@ -116,6 +116,37 @@ def test_timezone_follows_each_client_on_a_pool_of_one(env):
         b.close()
 
 
+def test_clients_with_equal_settings_skip_the_comparison_but_never_inherit_a_change(env):
+    # Equal settings let an attach skip the per-setting comparison; a change by one client must still not
+    # reach the others on the same server connection.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    five = env.via(pgw, options="'-c work_mem=5MB'")
+    x1 = psycopg.connect(five, password="alice-pw", autocommit=True)
+    x2 = psycopg.connect(five, password="alice-pw", autocommit=True)
+    y = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        zone = y.execute("SHOW TimeZone").fetchone()[0]
+        assert zone != "Asia/Tokyo"
+        for _ in range(5):
+            assert x1.execute("SHOW work_mem").fetchone()[0] == "5MB"
+            assert x2.execute("SHOW work_mem").fetchone()[0] == "5MB"
+            assert y.execute("SHOW work_mem").fetchone()[0] == "4MB"
+        x1.execute("SET TIME ZONE 'Asia/Tokyo'")
+        for _ in range(5):
+            assert x2.execute("SHOW TimeZone").fetchone()[0] == zone
+            assert x1.execute("SHOW TimeZone").fetchone()[0] == "Asia/Tokyo"
+            assert x2.execute("SHOW work_mem").fetchone()[0] == "5MB"
+            assert y.execute("SHOW TimeZone").fetchone()[0] == zone
+        x1.execute("RESET TimeZone")
+        for c in (x1, x2, y):
+            assert c.execute("SHOW TimeZone").fetchone()[0] == zone
+        assert x1.execute("SHOW work_mem").fetchone()[0] == "5MB"
+        assert y.execute("SHOW work_mem").fetchone()[0] == "4MB"
+    finally:
+        for c in (x1, x2, y):
+            c.close()
+
+
 def test_startup_settings_are_applied_and_checked(env):
     pgw = env.start(pool={"mode": "transaction", "default_size": 1})
     r = psql(env.via(pgw, options="'-c search_path=pg_catalog,public -c work_mem=5MB'", application_name="myapp"),

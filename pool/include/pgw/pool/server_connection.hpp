@@ -66,6 +66,10 @@ struct ServerConnection {
   ServerStatements statements;  // protocol-level statements prepared here (transaction pooling)
   // Settings pgwarden SET on this connection that PostgreSQL does not report with ParameterStatus.
   std::vector<std::pair<std::string, std::string>> applied;
+  // The settings (as ClientSession::settings_key) of the client this connection was last brought in line
+  // with; empty once a ParameterStatus or a DISCARD ALL may have changed them since. A client whose key is
+  // equal needs no SET on attach.
+  std::string settings_key;
   std::atomic<int> cancels_in_flight{0};  // a cancel request for this backend is on its way
 
   std::string describe() const;  // "host:port (pid N)"
