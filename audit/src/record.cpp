@@ -80,6 +80,11 @@ constexpr Mask bit(Field f) {
 constexpr Mask head = bit(f_ts) | bit(f_seq) | bit(f_event);
 constexpr Mask identity = bit(f_session) | bit(f_client_addr) | bit(f_client_port) | bit(f_user) |
                           bit(f_database) | bit(f_application_name) | bit(f_tls);
+// session .. backend_pid: contiguous, and the same for every record of a session while it stays on one
+// server.
+constexpr Mask identity_run = identity | bit(f_server) | bit(f_backend_pid);
+static_assert(f_backend_pid - f_session == 8 && f_client_addr == f_session + 1 && f_tls + 1 == f_server &&
+              f_server + 1 == f_backend_pid);
 constexpr Mask result = bit(f_outcome) | bit(f_tag) | bit(f_rows) | bit(f_sqlstate) | bit(f_duration_us);
 constexpr Mask statement_fields = head | identity | bit(f_server) | bit(f_backend_pid) | bit(f_protocol) |
                                   bit(f_command) | bit(f_class) | bit(f_objects) | bit(f_statement) |
@@ -143,7 +148,7 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
 
 class Writer {
  public:
-  explicit Writer(std::string& out) : out_(out) {}
+  explicit Writer(std::string& out, bool first = true) : out_(out), first_(first) {}
   void key(std::string_view k) {
     out_ += first_ ? "{\"" : ",\"";
     first_ = false;
@@ -166,7 +171,7 @@ class Writer {
 
  private:
   std::string& out_;
-  bool first_ = true;
+  bool first_;
 };
 
 // f_seq is left to the caller (see UnnumberedBody); `ts` and `instance` are given, not the record's.
@@ -454,7 +459,7 @@ UnnumberedBody unnumbered_body(const Record& r, std::chrono::system_clock::time_
   UnnumberedBody body;
   std::string& out = body.text;
   // Keys, ts, numbers and punctuation take under 512 bytes; the strings are mostly written as they are.
-  std::size_t size = 512 + spare + r.session.size() + instance.size();
+  std::size_t size = 512 + spare + r.session.size() + instance.size() + r.identity_members.size();
   for (const auto* s :
        {&r.client_addr, &r.user, &r.database, &r.application_name, &r.server, &r.statement, &r.reason}) {
     if (*s) size += (*s)->size();
@@ -465,8 +470,13 @@ UnnumberedBody unnumbered_body(const Record& r, std::chrono::system_clock::time_
   out.reserve(size);
   Writer w(out);
   const Mask m = mask_of(r.event);
+  const bool rendered = !r.identity_members.empty() && (m & identity_run) == identity_run;
   for (std::uint8_t f = 0; f < f_count; ++f) {
     if ((m & bit(static_cast<Field>(f))) == 0) continue;
+    if (rendered && (identity_run & bit(static_cast<Field>(f))) != 0) {
+      if (f == f_session) out += r.identity_members;
+      continue;
+    }
     w.key(field_names[f]);
     if (f == f_seq) body.seq_at = out.size();
     write_field(w, static_cast<Field>(f), r, ts, instance);
@@ -482,6 +492,16 @@ std::string& number(UnnumberedBody& body, std::uint64_t seq) {
 }
 
 }  // namespace detail
+
+std::string identity_members(const Record& r) {
+  std::string out;
+  Writer w(out, false);
+  for (std::uint8_t f = f_session; f <= f_backend_pid; ++f) {
+    w.key(field_names[f]);
+    write_field(w, static_cast<Field>(f), r, {}, {});
+  }
+  return out;
+}
 
 std::string record_body(const Record& r) {
   detail::UnnumberedBody body = detail::unnumbered_body(r, r.ts, r.instance, 0);

@@ -1,5 +1,7 @@
 #include "session_audit.hpp"
 
+#include "settings.hpp"
+
 #include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -178,6 +180,7 @@ void SessionAudit::set_server(std::string_view server, std::int32_t backend_pid)
     server_.emplace(server);
   }
   backend_pid_ = backend_pid;
+  identity_text_.reset();
 }
 
 audit::Record SessionAudit::base(audit::Event event) const {
@@ -193,6 +196,12 @@ audit::Record SessionAudit::base(audit::Event event) const {
   r.server = server_;
   r.backend_pid = backend_pid_;
   return r;
+}
+
+const std::shared_ptr<const std::string>& SessionAudit::identity_text() {
+  if (!identity_text_)
+    identity_text_ = std::make_shared<const std::string>(audit::identity_members(base({})));
+  return identity_text_;
 }
 
 bool SessionAudit::append(const audit::Record& record, bool wait, std::uint64_t* seq) {
@@ -378,7 +387,9 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
     pending_.push_back(std::move(p));
     return true;
   }
-  auto r = std::make_unique<audit::Record>(base(audit::Event::statement));
+  auto r = std::make_unique<audit::Record>();
+  p.identity = identity_text();
+  r->identity_members = *p.identity;
   r->protocol = extended ? "extended" : "simple";
   r->command = std::string(s.command);
   r->statement_class = std::string(class_text(s.cls));
@@ -420,9 +431,7 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
 bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   // A statement that may change how the server reads strings (SET standard_conforming_strings, SET NAMES,
   // set_config('client_encoding', ...)): everything counts until the next ReadyForQuery brings its values.
-  if (contains_ci(sql, "standard_conforming_strings") || contains_ci(sql, "client_encoding")) {
-    lexing_unsafe_ = true;
-  }
+  if (mentions_string_settings(sql)) lexing_unsafe_ = true;
   classify(sql);
   for (const auto& s : statements_) {
     if (s.command == "SET" && contains_ci(s.text(sql), "names")) lexing_unsafe_ = true;
@@ -622,6 +631,7 @@ void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_vi
   r.duration_us = duration;
   const bool ok = append(r, true);
   p.record.reset();
+  p.identity.reset();
   if (!ok) broken_ = true;
 }
 
@@ -640,7 +650,9 @@ void SessionAudit::statement_completed(const Pending& p, bool ok) {
 
 void SessionAudit::transaction_ended(std::string_view command, std::string_view outcome) {
   transaction_audited_ = false;
-  audit::Record r = base(audit::Event::transaction);
+  audit::Record r;
+  r.event = audit::Event::transaction;
+  r.identity_members = *identity_text();
   if (!command.empty()) {
     r.command = std::string(command);
     r.tag = std::string(command);

@@ -48,9 +48,15 @@ class SessionAudit {
   SessionAudit(const SessionAudit&) = delete;
   SessionAudit& operator=(const SessionAudit&) = delete;
 
-  AuditIdentity& identity() noexcept { return identity_; }
+  AuditIdentity& identity() noexcept {
+    identity_text_.reset();
+    return identity_;
+  }
   void set_sql_prepared_per_session(bool v) noexcept { sql_prepared_per_session_ = v; }
-  void set_application_name(std::string_view name) { application_name_ = std::string(name); }
+  void set_application_name(std::string_view name) {
+    application_name_ = std::string(name);
+    identity_text_.reset();
+  }
   void set_server(std::string_view server, std::int32_t backend_pid);
 
   // Session events.
@@ -98,9 +104,10 @@ class SessionAudit {
   enum class Control : std::uint8_t { none, commit, rollback, prepare_transaction };
   struct Pending {
     Kind kind = Kind::sync;
-    std::uint32_t unaudited = 0;            // Kind::statements without records: answers to count off
-    std::unique_ptr<audit::Record> record;  // an audited statement (a single one)
-    std::uint64_t pending_seq = 0;          // fsync = "every": its "pending" record
+    std::uint32_t unaudited = 0;                  // Kind::statements without records: answers to count off
+    std::unique_ptr<audit::Record> record;        // an audited statement (a single one)
+    std::shared_ptr<const std::string> identity;  // record->identity_members points into it
+    std::uint64_t pending_seq = 0;                // fsync = "every": its "pending" record
     std::chrono::steady_clock::time_point started{};
     std::optional<audit::Statement> effect;  // PREPARE / DEALLOCATE: remembered once the server completes it
     Control control = Control::none;         // COMMIT / ROLLBACK (not ROLLBACK TO) / PREPARE TRANSACTION
@@ -115,6 +122,10 @@ class SessionAudit {
 
   bool audited(const audit::Statement& s) const noexcept;
   audit::Record base(audit::Event event) const;
+  // The identity members of this session's statement and transaction records, rendered once per change (a
+  // new attach, application_name) rather than per record; shared with the records still waiting for their
+  // outcome, which keep the identity they were sent under.
+  const std::shared_ptr<const std::string>& identity_text();
   // Queues one statement awaiting its answer; false when the log refuses it (on_failure = "block").
   bool push_statement(std::string_view text, const audit::Statement& s, bool in_transaction, bool extended,
                       audit::Params params);
@@ -142,6 +153,7 @@ class SessionAudit {
   std::optional<std::string> application_name_;
   std::optional<std::string> server_;
   std::optional<std::int32_t> backend_pid_;
+  std::shared_ptr<const std::string> identity_text_;  // null: render again
   std::chrono::steady_clock::time_point connected_at_{};
   bool connect_recorded_ = false;
   bool sql_prepared_per_session_ = true;

@@ -26,6 +26,16 @@ bool add_switch(std::string_view body, std::vector<Setting>& out, std::string& e
   return true;
 }
 
+bool equals_ci_at(std::string_view text, std::size_t at, std::string_view lower) {
+  if (at > text.size() || text.size() - at < lower.size()) return false;
+  for (std::size_t i = 0; i < lower.size(); ++i) {
+    char c = text[at + i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool same_name(std::string_view a, std::string_view b) noexcept {
@@ -195,6 +205,17 @@ void append_reset(std::string& sql, std::string_view name) {
     sql += c;
   }
   sql += "\";";
+}
+
+// Both names hold an underscore, and SQL has few: found with memchr, one pass over the text.
+bool mentions_string_settings(std::string_view sql) {
+  for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
+    if ((at >= 8 && equals_ci_at(sql, at - 8, "standard_conforming_strings")) ||
+        (at >= 6 && equals_ci_at(sql, at - 6, "client_encoding"))) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace pgw::proxy

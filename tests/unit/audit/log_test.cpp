@@ -152,6 +152,49 @@ TEST(AuditRecord, StatementFieldsInTheSpecOrder) {
             R"j("duration_us":512)j");
 }
 
+TEST(AuditRecord, PreRenderedIdentityIsByteForByteWhatTheFieldsWouldGive) {
+  Record full = statement(7);
+  full.seq = 9;
+  full.session = "s\"1\\\n\xff";
+  full.application_name = "caf\xc3\xa9 \x01";
+  full.tls = TlsInfo{"TLSv1.3", "TLS_AES_128_GCM_SHA256", std::string("CN=\"x\",O=y")};
+  full.server = "[::1]:5432";
+  full.backend_pid = -3;
+  Record bare = full;  // no client address, port or TLS: nulls
+  bare.client_addr.reset();
+  bare.client_port.reset();
+  bare.tls.reset();
+  bare.user.reset();
+  for (const Record* source : {&full, &bare}) {
+    const std::string members = identity_members(*source);
+    EXPECT_EQ(members.rfind(",\"session\":", 0), 0u) << members;
+    for (Event e : {Event::statement, Event::transaction}) {
+      Record expected = *source;
+      expected.event = e;
+      Record lean = expected;
+      lean.session.clear();
+      lean.client_addr = "wrong";
+      lean.client_port.reset();
+      lean.user.reset();
+      lean.database = "wrong";
+      lean.application_name.reset();
+      lean.tls.reset();
+      lean.server.reset();
+      lean.backend_pid = 1;
+      lean.identity_members = members;
+      EXPECT_EQ(record_body(lean), record_body(expected));
+    }
+  }
+  // Events without all of those members ignore the text and write their own fields.
+  for (Event e : {Event::outcome, Event::connect, Event::disconnect}) {
+    Record r = full;
+    r.event = e;
+    const std::string expected = record_body(r);
+    r.identity_members = ",\"bogus\":1";
+    EXPECT_EQ(record_body(r), expected);
+  }
+}
+
 TEST(AuditRecord, TimestampsMatchGmtime) {
   // format_ts does its own calendar arithmetic; gmtime_r + strftime is the reference.
   auto reference = [](long long us) {

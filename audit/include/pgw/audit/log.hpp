@@ -65,6 +65,10 @@ struct Record {
   std::optional<TlsInfo> tls;  // nullopt = the client leg is not TLS ("tls":null)
   std::optional<std::string> server;
   std::optional<std::int32_t> backend_pid;
+  // Optional: the members "session" through "backend_pid" as identity_members() rendered them, for a session
+  // that writes many records with one identity. Where the event has all of them (statement, transaction),
+  // this text is written in their place and the nine fields above are not read.
+  std::string_view identity_members;
   std::optional<std::string> protocol;         // "simple" | "extended"
   std::optional<std::string> command;          // "INSERT", "COMMIT", ...
   std::optional<std::string> statement_class;  // "class": ddl | mod | routine | read | ...
@@ -89,6 +93,9 @@ std::vector<std::string_view> fields_of_event(Event e);
 // are written as \u00XX (XX = the byte: valid UTF-8 is written as is, so \u0080-\u00ff only ever stand for
 // raw bytes), control characters and DEL as \b \f \n \r \t or \u00XX, '"' and '\' as \" and \\.
 std::string record_body(const Record& r);
+// `,"session":...,"backend_pid":N`: those members of r exactly as record_body writes them, leading comma
+// included (see Record::identity_members).
+std::string identity_members(const Record& r);
 // Appends s as a JSON string literal (quotes included), escaped as above.
 void append_json_string(std::string& out, std::string_view s);
 // "2026-11-22T18:00:00.123456Z" (UTC, microseconds; no character that JSON escapes), as a string or appended.
