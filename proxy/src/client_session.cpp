@@ -748,7 +748,7 @@ asio::awaitable<bool> ClientSession::join_pool() {
   co_return true;
 }
 
-std::string ClientSession::settings_diff(const pool::ServerConnection& conn) const {
+std::string ClientSession::settings_diff(const pool::ServerConnection& conn, bool* keyable) const {
   const auto& extra = db_->pool.track_extra_parameters;
   std::string sets;
   std::string resets;
@@ -758,6 +758,7 @@ std::string ClientSession::settings_diff(const pool::ServerConnection& conn) con
       for (const auto& [k, v] : conn.parameters) {
         if (same_name(k, s.name)) now = &v;
       }
+      if (now == nullptr && keyable != nullptr) *keyable = false;
     } else {
       for (const auto& [k, v] : conn.applied) {
         if (same_name(k, s.name)) now = &v;
@@ -784,6 +785,12 @@ void ClientSession::settings_changed() {
     settings_key_.push_back('\0');
   }
   settings_key_.push_back('\1');  // never empty: a connection's empty key means "not known"
+  // Which settings count as tracked decides what was compared; clients accepted under another configuration
+  // (a reload changed track_extra_parameters) get other keys.
+  for (const auto& e : db_->pool.track_extra_parameters) {
+    settings_key_.append(e);
+    settings_key_.push_back('\0');
+  }
 }
 
 void ClientSession::note_applied(pool::ServerConnection& conn) {
@@ -1135,7 +1142,8 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   // Clients of one application mostly share their settings: a connection last brought in line with equal
   // ones needs no comparison, setting by setting, per transaction.
   if (server_conn_->settings_key != settings_key_) {
-    std::string diff = settings_diff(*server_conn_);
+    bool keyable = true;
+    std::string diff = settings_diff(*server_conn_, &keyable);
     if (!diff.empty()) {
       // Before anything of the client's: the connection takes this client's settings, silently.
       scratch_.clear();
@@ -1150,7 +1158,11 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
     }
     // The SET's ParameterStatus answers clear it again where they change a value; the next client with
     // these settings then compares once more and finds nothing to do.
-    server_conn_->settings_key = settings_key_;
+    if (keyable) {
+      server_conn_->settings_key = settings_key_;
+    } else {
+      server_conn_->settings_key.clear();
+    }
   }
   attached_.cancel();  // the backend loop starts reading this connection
   co_return SessionEnd::none;

@@ -106,7 +106,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // `broken` if the connection cannot be reused.
   asio::awaitable<std::string> settle(std::shared_ptr<pool::ServerConnection> conn, bool& broken);
   // The SET / RESET statements that make `conn` match what this client expects; "" if nothing differs.
-  std::string settings_diff(const pool::ServerConnection& conn) const;
+  // SET and RESET that bring `conn` in line with this client's settings. `keyable` (if given) turns false
+  // when a tracked setting is one the server does not report: a change to it would not show, so the
+  // connection must not carry this client's settings key.
+  std::string settings_diff(const pool::ServerConnection& conn, bool* keyable = nullptr) const;
   void note_applied(pool::ServerConnection& conn);
   void settings_changed();  // settings_ changed: rebuild settings_key_
 

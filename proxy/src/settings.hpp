@@ -24,12 +24,12 @@ Setting* find_setting(std::vector<Setting>& settings, std::string_view name) noe
 const Setting* find_setting(const std::vector<Setting>& settings, std::string_view name) noexcept;
 void put_setting(std::vector<Setting>& settings, std::string_view name, std::string_view value);
 
-// Parameters PostgreSQL reports with ParameterStatus and pgwarden keeps per client (plus
-// track_extra_parameters).
 // Whether the text names standard_conforming_strings or client_encoding (any case): a statement that may
 // change how the server reads string literals.
 bool mentions_string_settings(std::string_view sql);
 
+// Parameters PostgreSQL reports with ParameterStatus and pgwarden keeps per client (plus
+// track_extra_parameters).
 bool is_tracked(std::string_view name, const std::vector<std::string>& extra) noexcept;
 
 // `pg_catalog.set_config(E'name', E'value', false)`, comma-separated, for one SELECT: set_config parses the

@@ -147,6 +147,25 @@ def test_clients_with_equal_settings_skip_the_comparison_but_never_inherit_a_cha
             c.close()
 
 
+def test_a_tracked_parameter_the_server_does_not_report_is_set_at_every_attach(env):
+    # PostgreSQL 15 reports no search_path: a SET of it shows no ParameterStatus, so a client's value must be
+    # set again on every attach, whatever an earlier client with equal settings left on the connection.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1, "track_extra_parameters": ["search_path"]})
+    public = env.via(pgw, options="'-c search_path=public'")
+    x1 = psycopg.connect(public, password="alice-pw", autocommit=True)
+    x2 = psycopg.connect(public, password="alice-pw", autocommit=True)
+    try:
+        for _ in range(3):
+            assert x2.execute("SHOW search_path").fetchone()[0] == "public"
+            assert x1.execute("SHOW search_path").fetchone()[0] == "public"
+        x1.execute("SET search_path = pg_catalog")
+        for _ in range(3):
+            assert x2.execute("SHOW search_path").fetchone()[0] == "public"
+    finally:
+        x1.close()
+        x2.close()
+
+
 def test_startup_settings_are_applied_and_checked(env):
     pgw = env.start(pool={"mode": "transaction", "default_size": 1})
     r = psql(env.via(pgw, options="'-c search_path=pg_catalog,public -c work_mem=5MB'", application_name="myapp"),
