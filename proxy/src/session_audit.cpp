@@ -174,6 +174,8 @@ SessionAudit::SessionAudit(audit::AuditLog& log, audit::Classifier& classifier,
 SessionAudit::~SessionAudit() = default;
 
 void SessionAudit::set_server(std::string_view server, std::int32_t backend_pid) {
+  // Every attach calls this; a client back on the connection it had keeps its rendered identity.
+  if (server_ == server && backend_pid_ == backend_pid) return;
   if (server_) {
     server_->assign(server);  // per attach: reuses the storage
   } else {

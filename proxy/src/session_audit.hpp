@@ -54,6 +54,7 @@ class SessionAudit {
   }
   void set_sql_prepared_per_session(bool v) noexcept { sql_prepared_per_session_ = v; }
   void set_application_name(std::string_view name) {
+    if (application_name_ == name) return;
     application_name_ = std::string(name);
     identity_text_.reset();
   }

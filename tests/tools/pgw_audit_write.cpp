@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
           r.tag = "INSERT 0 1";
           r.rows = 1;
           r.duration_us = 512;
-          auto res = log.append(std::move(r), [&](bool good) { (good ? ok : failed).fetch_add(1); });
+          auto res = log.append(r, [&](bool good) { (good ? ok : failed).fetch_add(1); });
           if (!res.ok()) failed.fetch_add(1);
         }
       });
