@@ -33,6 +33,9 @@ constexpr std::size_t max_parameters_bytes = std::size_t{64} * 1024;
 // "pending" and the outcome follows, as with fsync = "every". And the text of named statements remembered.
 constexpr std::size_t max_pending_bytes = std::size_t{16} << 20;
 constexpr std::size_t max_named_bytes = std::size_t{64} << 20;
+// Answers awaited: the ring keeps room for this many between transactions, more only while a pipeline needs
+// it.
+constexpr std::size_t pending_ring_kept = 64;
 
 // The number at the end of a command tag ("INSERT 0 5", "UPDATE 3", "COPY 7"), if any.
 std::optional<std::int64_t> rows_of(std::string_view tag) {
@@ -347,13 +350,18 @@ void SessionAudit::push_unaudited(std::uint32_t n, bool extended) {
   p.kind = Kind::statements;
   p.unaudited = n;
   p.extended = extended;
+  enqueue(std::move(p));
+}
+
+void SessionAudit::enqueue(Pending&& p) {
+  if (pending_.full()) pending_.set_capacity(std::max<std::size_t>(8, pending_.capacity() * 2));
   pending_.push_back(std::move(p));
 }
 
 void SessionAudit::push_end(Kind kind) {
   Pending p;
   p.kind = kind;
-  pending_.push_back(std::move(p));
+  enqueue(std::move(p));
 }
 
 bool SessionAudit::in_transaction_for(const audit::Statement& s, std::string_view text) {
@@ -372,7 +380,7 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
   p.kind = Kind::statements;
   p.extended = extended;
   if (s.effect != audit::PreparedEffect::none) {
-    p.effect = s;
+    p.effect = std::make_unique<audit::Statement>(s);
     ++prepare_effects_in_flight_;
   }
   if (ends_transaction(s.command) && !is_rollback_to(text)) {
@@ -386,7 +394,7 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
       return true;
     }
     p.unaudited = 1;
-    pending_.push_back(std::move(p));
+    enqueue(std::move(p));
     return true;
   }
   auto r = std::make_unique<audit::Record>();
@@ -426,7 +434,7 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
   }
   p.record = std::move(r);
   p.started = Clock::now();
-  pending_.push_back(std::move(p));
+  enqueue(std::move(p));
   return true;
 }
 
@@ -642,6 +650,7 @@ void SessionAudit::pop_front() {
   if (p.effect) --prepare_effects_in_flight_;
   pending_bytes_ -= p.bytes;
   pending_.pop_front();
+  if (pending_.empty() && pending_.capacity() > pending_ring_kept) pending_.set_capacity(pending_ring_kept);
 }
 
 void SessionAudit::statement_completed(const Pending& p, bool ok) {

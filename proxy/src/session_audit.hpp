@@ -7,10 +7,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/circular_buffer.hpp>
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -110,8 +110,9 @@ class SessionAudit {
     std::shared_ptr<const std::string> identity;  // record->identity_members points into it
     std::uint64_t pending_seq = 0;                // fsync = "every": its "pending" record
     std::chrono::steady_clock::time_point started{};
-    std::optional<audit::Statement> effect;  // PREPARE / DEALLOCATE: remembered once the server completes it
-    Control control = Control::none;         // COMMIT / ROLLBACK (not ROLLBACK TO) / PREPARE TRANSACTION
+    // PREPARE / DEALLOCATE: remembered once the server completes it (rare, so kept out of line).
+    std::unique_ptr<audit::Statement> effect;
+    Control control = Control::none;  // COMMIT / ROLLBACK (not ROLLBACK TO) / PREPARE TRANSACTION
     bool extended = false;
     std::size_t bytes = 0;  // statement text held until the outcome
   };
@@ -132,6 +133,7 @@ class SessionAudit {
                       audit::Params params);
   void push_unaudited(std::uint32_t n, bool extended);
   void push_end(Kind kind);
+  void enqueue(Pending&& p);
   bool in_transaction_for(const audit::Statement& s, std::string_view text);
   void complete(Pending& p, std::string_view outcome, std::string_view tag, std::string_view sqlstate);
   void pop_front();
@@ -165,7 +167,9 @@ class SessionAudit {
 
   audit::SqlPrepared sql_prepared_;
   std::vector<audit::Statement> statements_;  // scratch for classify()
-  std::deque<Pending> pending_;
+  // A ring, so that a session in steady state queues and answers without allocating; it shrinks back
+  // when it empties after a deep pipeline.
+  boost::circular_buffer<Pending> pending_;
   std::size_t pending_bytes_ = 0;
   std::size_t prepare_effects_in_flight_ = 0;
   std::string unnamed_statement_;

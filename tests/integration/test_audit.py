@@ -442,3 +442,38 @@ def test_everything_is_recorded_while_strings_are_read_the_old_way(aenv, logging
     path = aenv.tmp / "audit" / "audit.jsonl"
     recs = records(path, until=lambda rs: any("DELETE FROM scs" in (r.get("statement") or "") for r in rs))
     assert any("DELETE FROM scs" in (r.get("statement") or "") for r in statements_of(recs))
+
+
+def test_a_deep_pipeline_pairs_every_record_with_its_own_outcome(aenv, logging_cluster):
+    # 300 units (Parse/Bind/Execute/Sync) sent before any answer is read: the session's queue of awaited answers
+    # grows well past what it keeps between transactions, wraps, and shrinks back; every record must still get
+    # its own statement's outcome, the one failing unit included, and a later transaction must pair as well.
+    logging_cluster.sql("DROP TABLE IF EXISTS deep; CREATE TABLE deep (x int); ALTER TABLE deep OWNER TO alice",
+                        db="app")
+    pgw = start(aenv)
+    w = wire_login(aenv, pgw)
+    failing = 150
+    batch = b""
+    for i in range(300):
+        sql = f"INSERT INTO deep (nope) VALUES ({i})" if i == failing else f"INSERT INTO deep VALUES ({i})"
+        batch += parse("", sql) + bind("", "") + execute() + SYNC
+    w.send(batch)
+    answers = []
+    for _ in range(300):
+        answers.append(until_ready(w))
+    assert sum(1 for a in answers for t, _ in a if t == b"E") == 1
+    w.send(parse("", "INSERT INTO deep VALUES (1000)") + bind("", "") + execute() + SYNC)
+    until_ready(w)
+    w.close()
+    assert logging_cluster.sql("SELECT count(*) FROM deep", db="app") == "300"
+    path = aenv.tmp / "audit" / "audit.jsonl"
+    recs = records(path, until=lambda rs: sum(1 for r in rs if r.get("command") == "INSERT") >= 301)
+    inserts = [r for r in statements_of(recs) if r["command"] == "INSERT"]
+    assert len(inserts) == 301, len(inserts)
+    for i, r in enumerate(inserts):
+        value = 1000 if i == 300 else i
+        assert r["statement"].endswith(f"({value})"), (i, r["statement"])
+        if i == failing:
+            assert r["outcome"] == "error" and r["sqlstate"] == "42703", r
+        else:
+            assert r["outcome"] == "ok" and r["rows"] == 1, r
