@@ -779,7 +779,7 @@ void ClientSession::settings_changed() {
   for (const auto& s : settings_) {
     // Names compare without case, as PostgreSQL's; neither names nor values hold a NUL.
     for (char c : s.name)
-      settings_key_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+      settings_key_.push_back(fold_case(c));
     settings_key_.push_back('\0');
     settings_key_.append(s.value);
     settings_key_.push_back('\0');

@@ -105,10 +105,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // connection is clean again. Returns the server's error text if one of them failed, "" on success, and sets
   // `broken` if the connection cannot be reused.
   asio::awaitable<std::string> settle(std::shared_ptr<pool::ServerConnection> conn, bool& broken);
-  // The SET / RESET statements that make `conn` match what this client expects; "" if nothing differs.
-  // SET and RESET that bring `conn` in line with this client's settings. `keyable` (if given) turns false
-  // when a tracked setting is one the server does not report: a change to it would not show, so the
-  // connection must not carry this client's settings key.
+  // The SET / RESET statements that bring `conn` in line with this client's settings; "" if nothing differs.
+  // `keyable` (if given) turns false when a tracked setting is one the server does not report: a change to it
+  // would not show, so the connection must not carry this client's settings key.
   std::string settings_diff(const pool::ServerConnection& conn, bool* keyable = nullptr) const;
   void note_applied(pool::ServerConnection& conn);
   void settings_changed();  // settings_ changed: rebuild settings_key_

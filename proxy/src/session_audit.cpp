@@ -51,9 +51,8 @@ std::optional<std::int64_t> rows_of(std::string_view tag) {
 // ASCII case-insensitive search for a lower-case needle. Not boost::algorithm::icontains: that consults the
 // global std::locale for every character, which showed in profiles of every Query.
 bool contains_ci(std::string_view text, std::string_view lower_needle) {
-  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
   return std::search(text.begin(), text.end(), lower_needle.begin(), lower_needle.end(),
-                     [&](char a, char b) { return lower(a) == b; }) != text.end();
+                     [](char a, char b) { return fold_case(a) == b; }) != text.end();
 }
 
 std::string_view class_text(audit::StatementClass c) {

@@ -26,25 +26,12 @@ bool add_switch(std::string_view body, std::vector<Setting>& out, std::string& e
   return true;
 }
 
-bool equals_ci_at(std::string_view text, std::size_t at, std::string_view lower) {
-  if (at > text.size() || text.size() - at < lower.size()) return false;
-  for (std::size_t i = 0; i < lower.size(); ++i) {
-    char c = text[at + i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool same_name(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
+    if (fold_case(a[i]) != fold_case(b[i])) return false;
   }
   return true;
 }
@@ -209,9 +196,13 @@ void append_reset(std::string& sql, std::string_view name) {
 
 // Both names hold an underscore, and SQL has few: found with memchr, one pass over the text.
 bool mentions_string_settings(std::string_view sql) {
+  // Whether `name` stands in sql with its first underscore at `underscore` (`offset` bytes into the name).
+  auto named_at = [sql](std::size_t underscore, std::size_t offset, std::string_view name) {
+    return underscore >= offset && sql.size() - (underscore - offset) >= name.size() &&
+           same_name(sql.substr(underscore - offset, name.size()), name);
+  };
   for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
-    if ((at >= 8 && equals_ci_at(sql, at - 8, "standard_conforming_strings")) ||
-        (at >= 6 && equals_ci_at(sql, at - 6, "client_encoding"))) {
+    if (named_at(at, 8, "standard_conforming_strings") || named_at(at, 6, "client_encoding")) {
       return true;
     }
   }

@@ -28,6 +28,11 @@ void put_setting(std::vector<Setting>& settings, std::string_view name, std::str
 // change how the server reads string literals.
 bool mentions_string_settings(std::string_view sql);
 
+// ASCII case folding, as PostgreSQL folds parameter names.
+constexpr char fold_case(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
 // Parameters PostgreSQL reports with ParameterStatus and pgwarden keeps per client (plus
 // track_extra_parameters).
 bool is_tracked(std::string_view name, const std::vector<std::string>& extra) noexcept;
