@@ -3,9 +3,11 @@
 #include "client_session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -26,6 +28,8 @@ using namespace protocol;
 using pool::Answer;
 using pool::Request;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// For the relay's waits: awaited as an operation, with no coroutine frame of its own.
+constexpr auto wait_token = asio::as_tuple(asio::deferred);
 // Read buffers start here and grow only for a message that must be seen whole (up to max_packet_size).
 constexpr std::size_t io_buffer_size = std::size_t{16} * 1024;
 // SASL and password messages are tiny; anything bigger before authentication is refused.
@@ -77,10 +81,7 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       statements_(rt_->config->pool.max_client_prepared_statements),
       client_scan_(rt_->config->proxy.max_packet_size),
       server_scan_(rt_->config->proxy.max_packet_size),
-      wake_(worker.io(), asio::steady_timer::time_point::max()),
-      attached_(worker.io(), asio::steady_timer::time_point::max()),
-      login_deadline_(worker.io().get_executor()),
-      handshake_deadline_(worker.io().get_executor()) {
+      login_(std::make_unique<LoginState>(worker.io().get_executor())) {
   via_proxy_ = via_proxy;
   if (!initial.empty()) {
     client_in_.reserve(initial.size());
@@ -122,7 +123,21 @@ ClientSession::~ClientSession() {
   server_.session_destroyed();
 }
 
+void ClientSession::start(std::shared_ptr<ClientSession> session) {
+  // The signal must outlive the session's coroutine, so the completion handler owns it.
+  auto stop = std::make_unique<asio::cancellation_signal>();
+  auto slot = stop->slot();
+  session->relay_stop_ = stop.get();
+  auto executor = session->worker_.io().get_executor();
+  asio::co_spawn(executor, run(std::move(session)),
+                 asio::bind_cancellation_slot(slot, [stop = std::move(stop)](const std::exception_ptr& e) {
+                   log::exception(e, "client session");
+                 }));
+}
+
 asio::awaitable<void> ClientSession::run(std::shared_ptr<ClientSession> self) {
+  // stop_relay() interrupts the operation in progress; the code after it reads stop_reason_ and goes on.
+  co_await asio::this_coro::throw_if_cancelled(false);
   co_await self->run_session();
 }
 
@@ -136,7 +151,7 @@ asio::awaitable<void> ClientSession::run_session() {
   } unregister{worker_, registration_};
   // Accepted just before a shutdown or handover began: it missed the drain sent to the others.
   if (server_.draining()) draining_ = true;
-  login_deadline_.arm(rt_->config->proxy.client_login_timeout, [weak = weak_from_this()] {
+  login_->login_deadline.arm(rt_->config->proxy.client_login_timeout, [weak = weak_from_this()] {
     if (auto s = weak.lock()) {
       s->log_.info("client_login_timeout passed before login finished; closing");
       if (!s->client_writing_) {
@@ -147,7 +162,7 @@ asio::awaitable<void> ClientSession::run_session() {
     }
   });
   // Slowloris: the startup packet must be in within client_handshake_timeout.
-  handshake_deadline_.arm(rt_->config->proxy.client_handshake_timeout, [weak = weak_from_this()] {
+  login_->handshake_deadline.arm(rt_->config->proxy.client_handshake_timeout, [weak = weak_from_this()] {
     if (auto s = weak.lock()) {
       s->log_.info("client_handshake_timeout passed before the startup packet; closing");
       s->client_.close();
@@ -155,18 +170,18 @@ asio::awaitable<void> ClientSession::run_session() {
   });
   bool ok = !via_proxy_ || co_await read_proxy_header();
   if (ok) ok = co_await negotiate();
-  handshake_deadline_.cancel();
+  login_->handshake_deadline.cancel();
   if (ok) ok = co_await authenticate();
   if (ok && admin_) {
-    login_deadline_.cancel();
+    login_.reset();
     co_await admin_loop();
     co_await finish(SessionEnd::client_closed);
     co_return;
   }
   if (ok) ok = co_await join_pool();
   if (ok) ok = co_await login_to_server();
-  bool timed_out = login_deadline_.fired();
-  login_deadline_.cancel();
+  bool timed_out = login_->login_deadline.fired();
+  login_.reset();
   SessionEnd end = SessionEnd::refused;
   if (ok && !timed_out) {
     end = co_await relay();
@@ -279,7 +294,7 @@ asio::awaitable<bool> ClientSession::read_proxy_header() {
   Server::AddressVerdict verdict = server_.admit_address(peer_ip_, *rt_);
   if (!verdict.admitted) {
     log_.info("refused ({}): {}", verdict.sqlstate, verdict.reason);
-    early_refusal_ = std::move(verdict);
+    login_->early_refusal = std::move(verdict);
   }
   co_return true;  // negotiate() answers the first packet with a refusal
 }
@@ -303,8 +318,7 @@ void ClientSession::revoke_if_refused(const Runtime& rt) {
     if (ticket_ && pool_) pool_->cancel(*ticket_);
     return;
   }
-  wake_reason_ = SessionEnd::access_revoked;
-  wake_.cancel();
+  stop_relay(SessionEnd::access_revoked);
 }
 
 asio::awaitable<bool> ClientSession::negotiate() {
@@ -365,11 +379,11 @@ asio::awaitable<bool> ClientSession::negotiate() {
     if (de != Error::none) {
       co_return co_await refuse("08P01", "invalid startup packet layout: " + std::string(describe(de)));
     }
-    if (early_refusal_) {
+    if (login_->early_refusal) {
       // Refused on its address (behind a load balancer): the first packet gets the answer, no TLS.
       if (packet.kind == InitialPacketKind::cancel_request) co_return false;
-      auto v = std::move(*early_refusal_);
-      early_refusal_.reset();
+      auto v = std::move(*login_->early_refusal);
+      login_->early_refusal.reset();
       co_return co_await refuse(v.sqlstate, v.message);
     }
     switch (packet.kind) {
@@ -716,8 +730,8 @@ asio::awaitable<bool> ClientSession::run_auth_exchange(config::AuthMethod method
       co_return co_await login_failed("08P01", "invalid authentication exchange", auth.failure_detail(),
                                       auth.failure_detail());
   }
-  passthrough_ = auth.passthrough_keys();
-  client_password_ = auth.cleartext_password();
+  login_->passthrough = auth.passthrough_keys();
+  login_->client_password = auth.cleartext_password();
   log_.debug("client authenticated as \"{}\" ({})", user_, auth.method_used());
   co_return true;
 }
@@ -727,7 +741,7 @@ asio::awaitable<bool> ClientSession::run_auth_exchange(config::AuthMethod method
 
 asio::awaitable<bool> ClientSession::join_pool() {
   // Authenticated: from here the client waits for a server connection, bounded by query_wait_timeout.
-  login_deadline_.cancel();
+  login_->login_deadline.cancel();
   mode_ = db_->pool.mode;
   server_user_ = db_->user.empty() ? user_ : db_->user;
   rename_statements_ = mode_ != config::PoolMode::session && db_->pool.max_prepared_statements > 0;
@@ -735,8 +749,10 @@ asio::awaitable<bool> ClientSession::join_pool() {
   // The ClientKey the client just proved (SCRAM passthrough), or the password it just sent in clear, serve
   // when it logs in as itself and nothing else is configured.
   bool no_secret = !req.credentials.password && !req.credentials.md5_secret;
-  if (server_user_ == user_ && passthrough_) req.credentials.scram_keys = passthrough_;
-  if (server_user_ == user_ && no_secret && client_password_) req.credentials.password = client_password_;
+  if (server_user_ == user_ && login_->passthrough) req.credentials.scram_keys = login_->passthrough;
+  if (server_user_ == user_ && no_secret && login_->client_password) {
+    req.credentials.password = login_->client_password;
+  }
   // A pool created now takes the newest limits, not those of the config this connection was accepted under.
   auto current = server_.runtime();
   const config::DatabaseSettings* fresh = current->config->find_database(db_->name);
@@ -769,28 +785,9 @@ std::string ClientSession::settings_diff(const pool::ServerConnection& conn, boo
   // Settings a previous client brought (startup options) that this one did not ask for go back to the
   // default.
   for (const auto& a : conn.applied) {
-    if (find_setting(settings_, a.first) == nullptr) append_reset(resets, a.first);
+    if (!settings_.contains(a.first)) append_reset(resets, a.first);
   }
   return sets.empty() ? resets : "SELECT " + sets + ";" + resets;
-}
-
-void ClientSession::settings_changed() {
-  settings_key_.clear();
-  for (const auto& s : settings_) {
-    // Names compare without case, as PostgreSQL's; neither names nor values hold a NUL.
-    for (char c : s.name)
-      settings_key_.push_back(fold_case(c));
-    settings_key_.push_back('\0');
-    settings_key_.append(s.value);
-    settings_key_.push_back('\0');
-  }
-  settings_key_.push_back('\1');  // never empty: a connection's empty key means "not known"
-  // Which settings count as tracked decides what was compared; clients accepted under another configuration
-  // (a reload changed track_extra_parameters) get other keys.
-  for (const auto& e : db_->pool.track_extra_parameters) {
-    settings_key_.append(e);
-    settings_key_.push_back('\0');
-  }
 }
 
 void ClientSession::note_applied(pool::ServerConnection& conn) {
@@ -798,7 +795,7 @@ void ClientSession::note_applied(pool::ServerConnection& conn) {
   conn.applied.clear();
   conn.settings_key.clear();
   for (const auto& s : settings_) {
-    if (!is_tracked(s.name, extra)) conn.applied.emplace_back(s.name, s.value);
+    if (!is_tracked(s.name, extra)) conn.applied.emplace_back(std::string(s.name), std::string(s.value));
   }
 }
 
@@ -897,9 +894,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
   // with its own startup settings on top: checked by PostgreSQL itself, so a value it would refuse at login
   // refuses here.
   for (const auto& [k, v] : conn->initial_parameters) {
-    if (is_tracked(k, db_->pool.track_extra_parameters) && find_setting(settings_, k) == nullptr) {
-      settings_.push_back({k, v});
-    }
+    if (is_tracked(k, db_->pool.track_extra_parameters) && !settings_.contains(k)) settings_.put(k, v);
   }
   std::string diff = settings_diff(*conn);
   if (!diff.empty()) {
@@ -928,16 +923,16 @@ asio::awaitable<bool> ClientSession::login_to_server() {
   // What the client is told at login: the server's parameters, now with its own settings, which from here on
   // follow ParameterStatus.
   for (const auto& [k, v] : conn->parameters) {
-    if (is_tracked(k, db_->pool.track_extra_parameters)) {
-      if (Setting* s = find_setting(settings_, k)) {
-        s->value = v;
-        s->name = k;
-      } else {
-        settings_.push_back({k, v});
-      }
-    }
+    if (is_tracked(k, db_->pool.track_extra_parameters)) settings_.put(k, v);
   }
-  settings_changed();
+  // Which settings count as tracked decides what was compared; clients accepted under another configuration
+  // (a reload changed track_extra_parameters) get other keys.
+  std::string tail;
+  for (const auto& e : db_->pool.track_extra_parameters) {
+    tail.append(e);
+    tail.push_back('\0');
+  }
+  settings_.set_tail(tail);
   cancel_slot_ = std::make_shared<CancelSlot>();
   client_key_ = server_.cancels().add(cancel_slot_);
   Encoder e(out_);
@@ -957,8 +952,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
     pool_->release(std::move(conn), worker_.index(), true);
   }
   if (audit_) {
-    if (const Setting* app = find_setting(settings_, "application_name"))
-      audit_->set_application_name(app->value);
+    if (auto app = settings_.find("application_name")) audit_->set_application_name(*app);
     for (const auto& setting : settings_)
       audit_->on_parameter(setting.name, setting.value);
     audit_->set_sql_prepared_per_session(mode_ == config::PoolMode::session);
@@ -993,10 +987,7 @@ void ClientSession::drain() {
   // Rolling restart: closed after its next transaction, or once idle for a second (check_timeouts), so a
   // client that just logged in gets to run what it came for.
   if (server_.handing_over()) return;
-  if (idle_point()) {
-    wake_reason_ = SessionEnd::drained;
-    wake_.cancel();
-  }
+  if (idle_point()) stop_relay(SessionEnd::drained);
 }
 
 void ClientSession::force_close() {
@@ -1005,8 +996,7 @@ void ClientSession::force_close() {
     if (ticket_ && pool_) pool_->cancel(*ticket_);
     return;
   }
-  wake_reason_ = SessionEnd::shutdown_forced;
-  wake_.cancel();
+  stop_relay(SessionEnd::shutdown_forced);
 }
 
 void ClientSession::check_timeouts(pool::Clock::time_point now) {
@@ -1017,31 +1007,83 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   bool in_transaction = attached && server_conn_->tracker.idle() &&
                         server_conn_->tracker.status() != backend::TransactionStatus::idle;
   if (draining_ && server_.handing_over() && idle_point() && idle_for >= std::chrono::seconds(1)) {
-    wake_reason_ = SessionEnd::drained;
-    wake_.cancel();
+    stop_relay(SessionEnd::drained);
   } else if (p.idle_transaction_timeout.count() > 0 && in_transaction &&
              idle_for >= p.idle_transaction_timeout) {
-    wake_reason_ = SessionEnd::idle_transaction_timeout;
-    wake_.cancel();
+    stop_relay(SessionEnd::idle_transaction_timeout);
   } else if (p.client_idle_timeout.count() > 0 && idle_point() && idle_for >= p.client_idle_timeout) {
-    wake_reason_ = SessionEnd::client_idle_timeout;
-    wake_.cancel();
+    stop_relay(SessionEnd::client_idle_timeout);
   }
 }
 
-asio::awaitable<SessionEnd> ClientSession::wait_for_wake() {
-  co_await wake_.async_wait(use_tuple);
-  co_return wake_reason_;
+void ClientSession::stop_relay(SessionEnd reason) {
+  if (stop_reason_ == SessionEnd::none) stop_reason_ = reason;
+  relay_stop_->emit(asio::cancellation_type::terminal);
 }
 
 asio::awaitable<SessionEnd> ClientSession::relay() {
-  using namespace asio::experimental::awaitable_operators;
   in_relay_ = true;
   last_activity_ = pool::Clock::now();
   if (draining_ && !server_.handing_over() && idle_point()) co_return SessionEnd::drained;
-  auto result = co_await (frontend_loop() || backend_loop() || wait_for_wake());
+  if (server_conn_) start_backend();  // session mode: attached since the login
+  SessionEnd end = SessionEnd::client_io_error;
+  std::exception_ptr failure;
+  try {
+    end = co_await frontend_loop();
+  } catch (...) {
+    failure = std::current_exception();  // rethrown once the server side has stopped
+  }
+  if (stop_reason_ == SessionEnd::none) stop_reason_ = end;
+  co_await join_backend();
   in_relay_ = false;
-  co_return std::visit([](SessionEnd e) { return e; }, result);
+  if (failure) std::rethrow_exception(failure);
+  co_await asio::this_coro::reset_cancellation_state();  // finish() talks to both sides again
+  co_return stop_reason_;
+}
+
+void ClientSession::start_backend() {
+  // Per attachment, so the handler owns the signal: a finished backend's coroutine may outlive its slot's
+  // use.
+  auto stop = std::make_unique<asio::cancellation_signal>();
+  auto slot = stop->slot();
+  backend_stop_ = stop.get();
+  backend_running_ = true;
+  asio::co_spawn(worker_.io().get_executor(), backend_task(shared_from_this()),
+                 asio::bind_cancellation_slot(slot, [stop = std::move(stop)](const std::exception_ptr& e) {
+                   log::exception(e, "server relay");
+                 }));
+}
+
+asio::awaitable<void> ClientSession::backend_task(std::shared_ptr<ClientSession> self) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  SessionEnd end = SessionEnd::server_protocol_violation;
+  try {
+    end = co_await self->backend_pump();
+  } catch (const std::exception& e) {
+    // Whatever the server sent is not followed any further: the connection is closed, never reused.
+    self->violation_ = std::string("relaying the server's messages failed: ") + e.what();
+  } catch (...) {
+    self->violation_ = "relaying the server's messages failed";
+  }
+  self->backend_running_ = false;
+  self->backend_stop_ = nullptr;
+  if (self->backend_joined_ != nullptr) {
+    self->backend_joined_->cancel();
+  } else if (end != SessionEnd::none) {
+    self->stop_relay(end);  // the server side failed or the session must end: the client side stops too
+  }
+}
+
+asio::awaitable<void> ClientSession::join_backend() {
+  if (!backend_running_) co_return;
+  backend_stopping_ = true;
+  backend_stop_->emit(asio::cancellation_type::terminal);
+  asio::steady_timer joined(worker_.io(), asio::steady_timer::time_point::max());
+  backend_joined_ = &joined;
+  while (backend_running_)
+    co_await joined.async_wait(use_tuple);
+  backend_joined_ = nullptr;
+  backend_stopping_ = false;
 }
 
 asio::awaitable<pool::AcquireResult> ClientSession::acquire_server() {
@@ -1102,7 +1144,7 @@ SessionInfo ClientSession::info() const {
     i.wait_us = std::chrono::duration_cast<std::chrono::microseconds>(now - *waiting_since_).count();
   }
   if (client_.is_tls()) i.tls = client_.info().version;
-  if (const Setting* app = find_setting(settings_, "application_name")) i.application_name = app->value;
+  if (auto app = settings_.find("application_name")) i.application_name = std::string(*app);
   if (server_conn_) {
     ServerLinkInfo s;
     s.addr = server_conn_->endpoint.address().to_string();
@@ -1141,7 +1183,7 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
       CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
   // Clients of one application mostly share their settings: a connection last brought in line with equal
   // ones needs no comparison, setting by setting, per transaction.
-  if (server_conn_->settings_key != settings_key_) {
+  if (server_conn_->settings_key != settings_.key()) {
     bool keyable = true;
     std::string diff = settings_diff(*server_conn_, &keyable);
     if (!diff.empty()) {
@@ -1159,12 +1201,12 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
     // The SET's ParameterStatus answers clear it again where they change a value; the next client with
     // these settings then compares once more and finds nothing to do.
     if (keyable) {
-      server_conn_->settings_key = settings_key_;
+      server_conn_->settings_key = settings_.key();
     } else {
       server_conn_->settings_key.clear();
     }
   }
-  attached_.cancel();  // the backend loop starts reading this connection
+  start_backend();
   co_return SessionEnd::none;
 }
 
@@ -1535,123 +1577,114 @@ asio::awaitable<bool> ClientSession::flush_outbox() {
 
 asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
   for (;;) {
+    if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
     if (client_in_.empty()) client_in_.release_if_empty();
-    if (auto ec = co_await client_.wait_readable()) {
+    if (auto [ec] = co_await client_.async_wait_readable(wait_token); ec) {
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
     }
-    client_in_.reserve(std::max(client_in_.size() + 1, io_buffer_size));
-    auto [ec, n] = co_await client_.read_some(client_in_.writable());
-    if (ec) {
-      if (!tls::is_expected_disconnect(ec)) log_.info("client read failed: {}", ec.message());
-      co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
-    }
-    client_in_.commit(n);
-    last_activity_ = pool::Clock::now();
-    counters_->add(pool::PoolCounter::received, n);
-    std::size_t pos = 0;
-    std::size_t needed = 0;
-    range_start_ = range_end_ = 0;
-    rewriting_ = false;
-    server_out_.clear();
-    SessionEnd stop = SessionEnd::none;
-    while (pos < client_in_.size()) {
-      Bytes data = client_in_.readable();
-      auto item = client_scan_.next(data.subspan(pos), frontend_body_needed);
-      if (item.kind == Scanner::Kind::need_more) {
-        needed = item.needed;
-        break;
-      }
-      if (item.kind == Scanner::Kind::error) {
-        violation_ = std::string(describe(item.error));
-        stop = SessionEnd::client_protocol_violation;
-        break;
-      }
-      if (item.kind == Scanner::Kind::message || item.starts_message) {
-        char type = item.header.type;
-        if (!frontend::is_known_type(type)) {
-          violation_ = std::string("invalid frontend message type ") + std::to_string(static_cast<int>(type));
-          stop = SessionEnd::client_protocol_violation;
-          break;
-        }
-        if (type == frontend::terminate) {
-          stop = SessionEnd::client_closed;
-          break;
-        }
-        if (!server_conn_ && item.kind == Scanner::Kind::message && answer_locally(type, item.body)) {
-          pos += item.wire.size();
-          continue;
-        }
-        if (!server_conn_) {
-          // Nothing of this batch went to a server yet, so attaching here keeps every message in order.
-          if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
-        }
-      }
-      if (item.kind == Scanner::Kind::message) {
-        if (!translate(item.header.type, item.body, item.wire)) {
-          stop = audit_refused_ ? SessionEnd::audit_unavailable : SessionEnd::client_protocol_violation;
-          break;
-        }
-      } else {
-        if (item.starts_message) {
-          server_conn_->tracker.push(Request::copy_marker);
-          if (audit_) audit_->on_copy_message();
-        }
-        emit_wire(item.wire);
-      }
-      pos += item.wire.size();
-    }
-    if (server_conn_) {
-      std::span<const std::uint8_t> bytes =
-          rewriting_ ? std::span<const std::uint8_t>(server_out_)
-                     : client_in_.readable().subspan(range_start_, range_end_ - range_start_);
-      if (audit_ && (audit_->must_wait() || audit_->broken())) {
-        // fsync = "every": the records of the statements in this batch are on disk before they run.
-        if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
-      }
-      if (!bytes.empty()) {
-        if (query_started_ == pool::Clock::time_point{}) query_started_ = last_activity_;
-        if (xact_started_ == pool::Clock::time_point{}) xact_started_ = last_activity_;
-        frontend_writing_ = true;
-        auto wec = co_await server_conn_->stream.write_all(bytes);
-        frontend_writing_ = false;
-        if (wec) {
-          log_.info("server write failed: {}", wec.message());
-          co_return SessionEnd::server_io_error;
-        }
-      }
-      // pgwarden's own answers with nothing pending before them go out now.
-      server_conn_->tracker.take_due(due_);
-      if (!due_.empty()) {
-        outbox_.insert(outbox_.end(), due_.begin(), due_.end());
-        due_.clear();
-        if (!co_await flush_outbox()) co_return SessionEnd::client_closed;
-      }
-    }
-    if (!outbox_.empty() && !co_await flush_outbox()) co_return SessionEnd::client_closed;
-    client_in_.consume(pos);
-    if (stop != SessionEnd::none) co_return stop;
-    if (needed > 0) {
-      client_in_.reserve(needed);
-    } else if (client_in_.empty()) {
-      client_in_.shrink_to(io_buffer_size);
-    }
+    // The batch's larger frame exists only while there is something to relay.
+    if (SessionEnd end = co_await frontend_batch(); end != SessionEnd::none) co_return end;
   }
 }
 
-asio::awaitable<SessionEnd> ClientSession::backend_loop() {
-  for (;;) {
-    if (!server_conn_) {
-      attached_.expires_at(asio::steady_timer::time_point::max());
-      co_await attached_.async_wait(use_tuple);
-      auto cs = co_await asio::this_coro::cancellation_state;
-      if (cs.cancelled() != asio::cancellation_type::none) co_return SessionEnd::none;
-      continue;
-    }
-    SessionEnd end = co_await backend_pump();
-    if (end != SessionEnd::none) co_return end;
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none) co_return SessionEnd::none;
+asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
+  client_in_.reserve(std::max(client_in_.size() + 1, io_buffer_size));
+  auto [ec, n] = co_await client_.read_some(client_in_.writable());
+  if (ec) {
+    if (!tls::is_expected_disconnect(ec)) log_.info("client read failed: {}", ec.message());
+    co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
   }
+  client_in_.commit(n);
+  last_activity_ = pool::Clock::now();
+  counters_->add(pool::PoolCounter::received, n);
+  std::size_t pos = 0;
+  std::size_t needed = 0;
+  range_start_ = range_end_ = 0;
+  rewriting_ = false;
+  server_out_.clear();
+  SessionEnd stop = SessionEnd::none;
+  while (pos < client_in_.size()) {
+    Bytes data = client_in_.readable();
+    auto item = client_scan_.next(data.subspan(pos), frontend_body_needed);
+    if (item.kind == Scanner::Kind::need_more) {
+      needed = item.needed;
+      break;
+    }
+    if (item.kind == Scanner::Kind::error) {
+      violation_ = std::string(describe(item.error));
+      stop = SessionEnd::client_protocol_violation;
+      break;
+    }
+    if (item.kind == Scanner::Kind::message || item.starts_message) {
+      char type = item.header.type;
+      if (!frontend::is_known_type(type)) {
+        violation_ = std::string("invalid frontend message type ") + std::to_string(static_cast<int>(type));
+        stop = SessionEnd::client_protocol_violation;
+        break;
+      }
+      if (type == frontend::terminate) {
+        stop = SessionEnd::client_closed;
+        break;
+      }
+      if (!server_conn_ && item.kind == Scanner::Kind::message && answer_locally(type, item.body)) {
+        pos += item.wire.size();
+        continue;
+      }
+      if (!server_conn_) {
+        // Nothing of this batch went to a server yet, so attaching here keeps every message in order.
+        if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
+      }
+    }
+    if (item.kind == Scanner::Kind::message) {
+      if (!translate(item.header.type, item.body, item.wire)) {
+        stop = audit_refused_ ? SessionEnd::audit_unavailable : SessionEnd::client_protocol_violation;
+        break;
+      }
+    } else {
+      if (item.starts_message) {
+        server_conn_->tracker.push(Request::copy_marker);
+        if (audit_) audit_->on_copy_message();
+      }
+      emit_wire(item.wire);
+    }
+    pos += item.wire.size();
+  }
+  if (server_conn_) {
+    std::span<const std::uint8_t> bytes =
+        rewriting_ ? std::span<const std::uint8_t>(server_out_)
+                   : client_in_.readable().subspan(range_start_, range_end_ - range_start_);
+    if (audit_ && (audit_->must_wait() || audit_->broken())) {
+      // fsync = "every": the records of the statements in this batch are on disk before they run.
+      if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
+    }
+    if (!bytes.empty()) {
+      if (query_started_ == pool::Clock::time_point{}) query_started_ = last_activity_;
+      if (xact_started_ == pool::Clock::time_point{}) xact_started_ = last_activity_;
+      frontend_writing_ = true;
+      auto wec = co_await server_conn_->stream.write_all(bytes);
+      frontend_writing_ = false;
+      if (wec) {
+        log_.info("server write failed: {}", wec.message());
+        co_return SessionEnd::server_io_error;
+      }
+    }
+    // pgwarden's own answers with nothing pending before them go out now.
+    server_conn_->tracker.take_due(due_);
+    if (!due_.empty()) {
+      outbox_.insert(outbox_.end(), due_.begin(), due_.end());
+      due_.clear();
+      if (!co_await flush_outbox()) co_return SessionEnd::client_closed;
+    }
+  }
+  if (!outbox_.empty() && !co_await flush_outbox()) co_return SessionEnd::client_closed;
+  client_in_.consume(pos);
+  if (stop != SessionEnd::none) co_return stop;
+  if (needed > 0) {
+    client_in_.reserve(needed);
+  } else if (client_in_.empty()) {
+    client_in_.shrink_to(io_buffer_size);
+  }
+  co_return SessionEnd::none;
 }
 
 asio::awaitable<SessionEnd> ClientSession::backend_pump() {
@@ -1659,8 +1692,9 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
   auto& tracker = conn->tracker;
   const auto& extra = db_->pool.track_extra_parameters;
   for (;;) {
+    if (backend_stopping_) co_return SessionEnd::none;
     if (server_in_.empty()) server_in_.release_if_empty();
-    if (auto ec = co_await conn->stream.wait_readable()) {
+    if (auto [ec] = co_await conn->stream.async_wait_readable(wait_token); ec) {
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
     }
     server_in_.reserve(std::max(server_in_.size() + 1, io_buffer_size));
@@ -1739,8 +1773,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         if (decode(body, ps) == Error::none) {
           conn->set_parameter(ps.name, ps.value);
           if (v.to_client && is_tracked(ps.name, extra)) {
-            put_setting(settings_, ps.name, ps.value);
-            settings_changed();
+            settings_.put(ps.name, ps.value);
           }
           if (audit_ && v.to_client) {
             if (ps.name == "application_name") audit_->set_application_name(ps.value);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <list>
@@ -26,18 +27,13 @@
 #include "session_audit.hpp"
 #include "session_end.hpp"
 #include "session_info.hpp"
+#include "settings.hpp"
 
 namespace pgw::proxy {
 
 namespace asio = boost::asio;
 class Server;
 class Worker;
-
-// A setting the client asked for (startup packet, options, or a SET the server reported back).
-struct Setting {
-  std::string name;
-  std::string value;
-};
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -47,9 +43,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                 std::vector<std::uint8_t> initial = {});
   ~ClientSession();
 
-  // The whole life of the connection; runs on the worker's thread. The coroutine frame owns the session
+  // Starts the whole life of the connection on the worker's thread. The coroutine frame owns the session
   // through `self` from the moment it is created, so no other owner is needed while it runs.
-  static asio::awaitable<void> run(std::shared_ptr<ClientSession> self);
+  static void start(std::shared_ptr<ClientSession> session);
 
   // Called on the worker's thread by the shutdown sequence and the janitor.
   void drain();        // close with 57P01 at the next point where no transaction is open
@@ -64,6 +60,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   const std::string& database() const noexcept { return database_; }
 
  private:
+  static asio::awaitable<void> run(std::shared_ptr<ClientSession> self);
   asio::awaitable<void> run_session();
   // Login phase: each returns false once the connection has been answered and must close.
   asio::awaitable<bool> negotiate();
@@ -89,12 +86,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Waits for a server connection of the pool, counting the wait; paused databases wait for RESUME first.
   asio::awaitable<pool::AcquireResult> acquire_server();
 
-  // Relay phase.
+  // Relay phase. The client side runs in the session's own coroutine; the server side runs in a coroutine of
+  // its own only while a server connection is attached, so an idle client is one chain of frames waiting
+  // for its socket.
   asio::awaitable<SessionEnd> relay();
   asio::awaitable<SessionEnd> frontend_loop();
-  asio::awaitable<SessionEnd> backend_loop();
+  asio::awaitable<SessionEnd> frontend_batch();  // reads what the client sent and relays it
+  // Ends the relay with `reason` (the first reason wins): interrupts whatever the client side awaits.
+  void stop_relay(SessionEnd reason);
+  void start_backend();
+  static asio::awaitable<void> backend_task(std::shared_ptr<ClientSession> self);
   asio::awaitable<SessionEnd> backend_pump();
-  asio::awaitable<SessionEnd> wait_for_wake();
+  // Stops the server side, if it runs, and waits until it has.
+  asio::awaitable<void> join_backend();
   asio::awaitable<SessionEnd> attach();
   void detach_and_release(bool reusable);
   // A ReadyForQuery on its way to the client: a request answered, perhaps a transaction ended.
@@ -110,7 +114,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // would not show, so the connection must not carry this client's settings key.
   std::string settings_diff(const pool::ServerConnection& conn, bool* keyable = nullptr) const;
   void note_applied(pool::ServerConnection& conn);
-  void settings_changed();  // settings_ changed: rebuild settings_key_
 
   // Frontend translation of one client message into what goes to the server.
   bool translate(char type, protocol::Bytes body, protocol::Bytes wire);
@@ -140,6 +143,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
                               std::string_view detail = {});
   bool idle_point() const noexcept;
 
+  // What only the login needs: freed once the session is ready, so an idle client does not carry it.
+  struct LoginState {
+    explicit LoginState(const asio::any_io_executor& executor)
+        : login_deadline(executor), handshake_deadline(executor) {}
+    pool::Deadline login_deadline;
+    pool::Deadline handshake_deadline;  // until the startup packet is in
+    // Behind a load balancer: refused on its address, answered at the first packet.
+    std::optional<Server::AddressVerdict> early_refusal;
+    std::optional<protocol::scram::Client::Keys> passthrough;  // the SCRAM keys the client proved
+    std::optional<std::string> client_password;                // sent in clear (password method)
+  };
+
   Server& server_;
   Worker& worker_;
   std::shared_ptr<const Runtime> rt_;
@@ -152,13 +167,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string user_;
   std::string server_user_;
   std::string database_;
-  std::vector<Setting> settings_;  // desired values; tracked ones follow the server's ParameterStatus
-  std::string settings_key_;       // settings_ as one comparable string (names folded to lower case)
+  SettingList settings_;  // desired values; tracked ones follow the server's ParameterStatus
   const config::DatabaseSettings* db_ = nullptr;
   config::PoolMode mode_ = config::PoolMode::session;
-  std::optional<protocol::scram::Client::Keys> passthrough_;
-  // Sent in clear by the client (password method), for the server login.
-  std::optional<std::string> client_password_;
   std::string peer_address_;   // the client's address without port (back-off, logs)
   bool auth_failure_ = false;  // the refusal being sent is a failed authentication
   config::IpAddress peer_ip_;  // the client's address, for access rules and limits
@@ -166,8 +177,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<config::IpAddress> counted_address_;  // counted against its address's limits
   bool names_counted_ = false;                        // counted against its database's and user's limits
   std::optional<config::AuthMethod> rule_method_;     // the matching access rule's method
-  std::optional<Server::AddressVerdict>
-      early_refusal_;  // behind a load balancer: answered at the first packet
 
   bool admin_ = false;       // on the admin console
   bool admin_idle_ = false;  // the console waits for the next command
@@ -207,11 +216,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool streaming_to_client_ = true;  // verdict for the rest of a long server message
 
   bool draining_ = false;
-  SessionEnd wake_reason_ = SessionEnd::none;
-  asio::steady_timer wake_;
-  asio::steady_timer attached_;
-  pool::Deadline login_deadline_;
-  pool::Deadline handshake_deadline_;  // until the startup packet is in
+  SessionEnd stop_reason_ = SessionEnd::none;        // why the relay ends, once something decided it
+  asio::cancellation_signal* relay_stop_ = nullptr;  // owned by run()'s completion handler, which outlives us
+  asio::cancellation_signal* backend_stop_ = nullptr;  // owned by backend_task's completion handler
+  asio::steady_timer* backend_joined_ = nullptr;       // join_backend() waits on it
+  bool backend_running_ = false;
+  bool backend_stopping_ = false;
+  std::unique_ptr<LoginState> login_;  // null once logged in
   bool in_relay_ = false;
   pool::Clock::time_point last_activity_ = pool::Clock::now();
   std::string violation_;

@@ -412,8 +412,7 @@ void Server::start_session(Worker& w, tls::tcp::socket socket, std::vector<std::
     }
   }
   auto session = std::make_shared<ClientSession>(*this, w, std::move(socket), via_proxy, std::move(initial));
-  asio::co_spawn(w.io(), ClientSession::run(std::move(session)),
-                 [](const std::exception_ptr& e) { log::exception(e, "client session"); });
+  ClientSession::start(std::move(session));
 }
 
 void Server::on_signal(int sig) {

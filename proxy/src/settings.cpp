@@ -1,8 +1,6 @@
 // Startup options parsing (as PostgreSQL's pg_split_opts) and SET statement quoting.
 #include "settings.hpp"
 
-#include "client_session.hpp"
-
 namespace pgw::proxy {
 
 namespace {
@@ -12,7 +10,7 @@ constexpr std::string_view reported[] = {
     "application_name"};
 
 // One -c switch body "name=value" into a setting.
-bool add_switch(std::string_view body, std::vector<Setting>& out, std::string& error) {
+bool add_switch(std::string_view body, SettingList& out, std::string& error) {
   auto eq = body.find('=');
   if (eq == std::string_view::npos || eq == 0) {
     error = "invalid command-line argument for server process: " + std::string(body);
@@ -22,7 +20,7 @@ bool add_switch(std::string_view body, std::vector<Setting>& out, std::string& e
   for (char& c : name) {
     if (c == '-') c = '_';  // --search-path=x is search_path
   }
-  put_setting(out, name, body.substr(eq + 1));
+  out.put(name, body.substr(eq + 1));
   return true;
 }
 
@@ -36,26 +34,47 @@ bool same_name(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
-Setting* find_setting(std::vector<Setting>& settings, std::string_view name) noexcept {
-  for (auto& s : settings) {
-    if (same_name(s.name, name)) return &s;
+void SettingList::Iterator::load() {
+  if (at_ >= entries_.size()) {
+    at_ = entries_.size();
+    return;
   }
-  return nullptr;
+  auto name_end = entries_.find('\0', at_);
+  auto value_end = entries_.find('\0', name_end + 1);
+  entry_ = {entries_.substr(at_, name_end - at_), entries_.substr(name_end + 1, value_end - name_end - 1)};
+  next_ = value_end + 1;
 }
 
-const Setting* find_setting(const std::vector<Setting>& settings, std::string_view name) noexcept {
-  for (const auto& s : settings) {
-    if (same_name(s.name, name)) return &s;
+std::optional<std::string_view> SettingList::find(std::string_view name) const noexcept {
+  for (const Entry& e : *this) {
+    if (same_name(e.name, name)) return e.value;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
-void put_setting(std::vector<Setting>& settings, std::string_view name, std::string_view value) {
-  if (Setting* s = find_setting(settings, name)) {
-    s->value = std::string(value);
-  } else {
-    settings.push_back({std::string(name), std::string(value)});
+void SettingList::put(std::string_view name, std::string_view value) {
+  for (auto it = begin(); it != end(); ++it) {
+    if (!same_name(it->name, name)) continue;
+    const auto at = static_cast<std::size_t>(it->value.data() - data_.data());
+    const std::size_t old_size = it->value.size();
+    data_.replace(at, old_size, value);
+    entries_size_ = entries_size_ - old_size + value.size();
+    return;
   }
+  std::string entry;
+  entry.reserve(name.size() + value.size() + 2);
+  for (char c : name)
+    entry.push_back(fold_case(c));
+  entry.push_back('\0');
+  entry.append(value);
+  entry.push_back('\0');
+  data_.insert(entries_size_, entry);
+  entries_size_ += entry.size();
+}
+
+void SettingList::set_tail(std::string_view tail) {
+  data_.resize(entries_size_ + 1);
+  data_.append(tail);
 }
 
 bool is_tracked(std::string_view name, const std::vector<std::string>& extra) noexcept {
@@ -68,12 +87,11 @@ bool is_tracked(std::string_view name, const std::vector<std::string>& extra) no
   return false;
 }
 
-bool settings_from_startup(const protocol::StartupMessage& startup, std::vector<Setting>& out,
-                           std::string& error) {
+bool settings_from_startup(const protocol::StartupMessage& startup, SettingList& out, std::string& error) {
   for (const auto& p : startup.parameters) {
     if (p.name == "user" || p.name == "database" || p.name == "replication") continue;
     if (p.name != "options") {
-      put_setting(out, p.name, p.value);
+      out.put(p.name, p.value);
       continue;
     }
     // Words separated by spaces; a backslash makes the next character literal (PostgreSQL's pg_split_opts).

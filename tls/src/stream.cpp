@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -15,7 +16,8 @@ namespace pgw::tls {
 
 namespace {
 
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Socket waits are awaited as operations: no coroutine frame per wait.
+constexpr auto use_tuple = asio::as_tuple(asio::deferred);
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored \
@@ -256,12 +258,6 @@ asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data
     data = data.subspan(n);
   }
   co_return error_code{};
-}
-
-asio::awaitable<error_code> Stream::wait_readable() {
-  if (ssl_ != nullptr && SSL_has_pending(ssl_) == 1) co_return error_code{};
-  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
-  co_return ec;
 }
 
 bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {

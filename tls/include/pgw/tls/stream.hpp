@@ -4,8 +4,10 @@
 
 #include <openssl/ssl.h>
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <cstdint>
@@ -74,8 +76,22 @@ class Stream {
   // Non-blocking read of what is available now: would_block when nothing is.
   std::pair<error_code, std::size_t> try_read(std::span<std::uint8_t> buffer);
   asio::awaitable<error_code> write_all(std::span<const std::uint8_t> data);
-  // Waits until a read would make progress, without holding a buffer (idle connections hold no I/O memory).
-  asio::awaitable<error_code> wait_readable();
+  // Completes once a read would make progress (at once when TLS already holds decrypted bytes), without
+  // holding a buffer: idle connections hold no I/O memory. An operation, not a coroutine, so an idle
+  // connection's wait allocates no frame.
+  template <typename CompletionToken>
+  auto async_wait_readable(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(error_code)>(
+        [this](auto handler) {
+          if (ssl_ != nullptr && SSL_has_pending(ssl_) == 1) {
+            auto executor = asio::get_associated_executor(handler, socket_.get_executor());
+            asio::post(executor, [h = std::move(handler)]() mutable { std::move(h)(error_code{}); });
+            return;
+          }
+          socket_.async_wait(tcp::socket::wait_read, std::move(handler));
+        },
+        token);
+  }
   // One non-blocking attempt to send a small message (a final ErrorResponse); true if all of it went out.
   bool try_write_all(std::span<const std::uint8_t> data) noexcept;
 
