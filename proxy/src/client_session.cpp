@@ -946,8 +946,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
   if (mode_ == config::PoolMode::session) {
     server_conn_ = std::move(conn);
     log_.set_server(server_conn_->address);
-    cancel_slot_->set(
-        CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
+    aim_cancels();
   } else {
     pool_->release(std::move(conn), worker_.index(), true);
   }
@@ -1016,6 +1015,7 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   }
 }
 
+// On the worker's thread only (every caller is): the cancellation runs inline there.
 void ClientSession::stop_relay(SessionEnd reason) {
   if (stop_reason_ == SessionEnd::none) stop_reason_ = reason;
   relay_stop_->emit(asio::cancellation_type::terminal);
@@ -1024,7 +1024,10 @@ void ClientSession::stop_relay(SessionEnd reason) {
 asio::awaitable<SessionEnd> ClientSession::relay() {
   in_relay_ = true;
   last_activity_ = pool::Clock::now();
-  if (draining_ && !server_.handing_over() && idle_point()) co_return SessionEnd::drained;
+  if (draining_ && !server_.handing_over() && idle_point()) {
+    in_relay_ = false;
+    co_return SessionEnd::drained;
+  }
   if (server_conn_) start_backend();  // session mode: attached since the login
   SessionEnd end = SessionEnd::client_io_error;
   std::exception_ptr failure;
@@ -1055,22 +1058,33 @@ void ClientSession::start_backend() {
 }
 
 asio::awaitable<void> ClientSession::backend_task(std::shared_ptr<ClientSession> self) {
+  // However the pump ends (an exception included), the relay learns it: join_backend() must never wait in
+  // vain.
+  struct Ended {
+    ClientSession& session;
+    SessionEnd end = SessionEnd::server_protocol_violation;
+    explicit Ended(ClientSession& s) : session(s) {}
+    Ended(const Ended&) = delete;
+    Ended& operator=(const Ended&) = delete;
+    ~Ended() {
+      session.backend_running_ = false;
+      session.backend_stop_ = nullptr;
+      if (session.backend_joined_ != nullptr) {
+        try {
+          session.backend_joined_->cancel();
+        } catch (...) {  // NOLINT(bugprone-empty-catch): the joiner also wakes at its next stop
+        }
+      } else if (end != SessionEnd::none) {
+        session.stop_relay(end);  // the server side failed or the session must end: the client side stops too
+      }
+    }
+  } ended{*self};
   co_await asio::this_coro::throw_if_cancelled(false);
-  SessionEnd end = SessionEnd::server_protocol_violation;
   try {
-    end = co_await self->backend_pump();
+    ended.end = co_await self->backend_pump();
   } catch (const std::exception& e) {
     // Whatever the server sent is not followed any further: the connection is closed, never reused.
     self->violation_ = std::string("relaying the server's messages failed: ") + e.what();
-  } catch (...) {
-    self->violation_ = "relaying the server's messages failed";
-  }
-  self->backend_running_ = false;
-  self->backend_stop_ = nullptr;
-  if (self->backend_joined_ != nullptr) {
-    self->backend_joined_->cancel();
-  } else if (end != SessionEnd::none) {
-    self->stop_relay(end);  // the server side failed or the session must end: the client side stops too
   }
 }
 
@@ -1080,8 +1094,11 @@ asio::awaitable<void> ClientSession::join_backend() {
   backend_stop_->emit(asio::cancellation_type::terminal);
   asio::steady_timer joined(worker_.io(), asio::steady_timer::time_point::max());
   backend_joined_ = &joined;
-  while (backend_running_)
+  while (backend_running_) {
     co_await joined.async_wait(use_tuple);
+    // Woken by another stop, or the first came between two of the pump's operations: tell it again.
+    if (backend_running_) backend_stop_->emit(asio::cancellation_type::terminal);
+  }
   backend_joined_ = nullptr;
   backend_stopping_ = false;
 }
@@ -1179,8 +1196,7 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   server_conn_ = std::move(r.connection);
   log_.set_server(server_conn_->address);
   if (audit_) audit_->set_server(server_conn_->address, server_conn_->backend_key.process_id);
-  cancel_slot_->set(
-      CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
+  aim_cancels();
   // Clients of one application mostly share their settings: a connection last brought in line with equal
   // ones needs no comparison, setting by setting, per transaction.
   if (server_conn_->settings_key != settings_.key()) {
@@ -1208,6 +1224,11 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   }
   start_backend();
   co_return SessionEnd::none;
+}
+
+void ClientSession::aim_cancels() {
+  cancel_slot_->set(
+      CancelTarget{server_conn_->endpoint, server_conn_->host, server_conn_->backend_key, server_conn_});
 }
 
 void ClientSession::detach_and_release(bool reusable) {
@@ -1579,8 +1600,10 @@ asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
   for (;;) {
     if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
     if (client_in_.empty()) client_in_.release_if_empty();
-    if (auto [ec] = co_await client_.async_wait_readable(wait_token); ec) {
-      co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
+    if (!client_.has_pending()) {
+      if (auto [ec] = co_await client_.async_wait_readable(wait_token); ec) {
+        co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
+      }
     }
     // The batch's larger frame exists only while there is something to relay.
     if (SessionEnd end = co_await frontend_batch(); end != SessionEnd::none) co_return end;
@@ -1632,6 +1655,7 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
       }
       if (!server_conn_) {
         // Nothing of this batch went to a server yet, so attaching here keeps every message in order.
+        if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
         if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
       }
     }
@@ -1657,6 +1681,9 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
       // fsync = "every": the records of the statements in this batch are on disk before they run.
       if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
     }
+    // The relay was stopped while this batch waited (its requests stay unsent: finish() closes the
+    // connection).
+    if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
     if (!bytes.empty()) {
       if (query_started_ == pool::Clock::time_point{}) query_started_ = last_activity_;
       if (xact_started_ == pool::Clock::time_point{}) xact_started_ = last_activity_;
@@ -1694,8 +1721,10 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
   for (;;) {
     if (backend_stopping_) co_return SessionEnd::none;
     if (server_in_.empty()) server_in_.release_if_empty();
-    if (auto [ec] = co_await conn->stream.async_wait_readable(wait_token); ec) {
-      co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
+    if (!conn->stream.has_pending()) {
+      if (auto [ec] = co_await conn->stream.async_wait_readable(wait_token); ec) {
+        co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
+      }
     }
     server_in_.reserve(std::max(server_in_.size() + 1, io_buffer_size));
     auto [ec, n] = co_await conn->stream.read_some(server_in_.writable());
@@ -1829,6 +1858,8 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       // fsync = "every": a result reaches the client only once its outcome record is on disk.
       if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
     }
+    // Stopped between operations: what is unsent stays in server_in_, and finish() closes the connection.
+    if (backend_stopping_) co_return SessionEnd::none;
     if (!out.empty()) {
       counters_->add(pool::PoolCounter::sent, out.size());
       bool ok = true;
@@ -1852,9 +1883,18 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
     if (mode_ != config::PoolMode::session) {
       // A cancel request on its way to this backend pins it here until it is done (bounded by its timeout).
       cancel_slot_->set(std::nullopt);
+      bool waited = false;
       for (int i = 0; conn->cancels_in_flight.load(std::memory_order_acquire) > 0 && i < 5000; ++i) {
+        if (backend_stopping_) co_return SessionEnd::none;  // finish() closes a connection a cancel may hit
+        waited = true;
         asio::steady_timer t(worker_.io(), std::chrono::milliseconds(2));
         co_await t.async_wait(use_tuple);
+      }
+      if (waited && (!tracker.clean() || !tracker.idle() || !server_in_.empty() ||
+                     server_scan_.mid_message() || client_scan_.mid_message() || frontend_writing_)) {
+        // The client sent more meanwhile, on this connection: it is not done with it after all.
+        aim_cancels();
+        continue;
       }
       detach_and_release(true);
       if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
@@ -1946,8 +1986,10 @@ asio::awaitable<void> ClientSession::finish(SessionEnd end) {
     bool server_failed = end == SessionEnd::server_closed || end == SessionEnd::server_io_error ||
                          end == SessionEnd::server_protocol_violation || end == SessionEnd::settings_lost;
     // KILL (and a client leaving a paused database): its server connections close rather than go idle.
+    // A cancel request still on its way could hit the next client's query: such a connection is closed too.
     bool settled = !server_failed && conn->tracker.idle() && !conn->tracker.in_copy() &&
-                   !server_scan_.mid_message() && server_in_.empty() && !server_.paused(database_);
+                   !server_scan_.mid_message() && server_in_.empty() && !server_.paused(database_) &&
+                   conn->cancels_in_flight.load(std::memory_order_acquire) == 0;
     if (!settled) {
       // Answers still owed, COPY in progress or a broken stream: closing is the only clean way out.
       pool_->discard(std::move(conn));

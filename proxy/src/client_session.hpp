@@ -101,6 +101,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<void> join_backend();
   asio::awaitable<SessionEnd> attach();
   void detach_and_release(bool reusable);
+  void aim_cancels();  // the client's CancelRequest goes to the attached server connection
   // A ReadyForQuery on its way to the client: a request answered, perhaps a transaction ended.
   void count_ready(protocol::Bytes body, bool nothing_pending);
   asio::awaitable<void> finish(SessionEnd end);

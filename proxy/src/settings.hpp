@@ -25,7 +25,7 @@ class SettingList {
   };
   class Iterator {
    public:
-    using iterator_category = std::forward_iterator_tag;
+    using iterator_category = std::input_iterator_tag;  // *it refers into the iterator
     using value_type = Entry;
     using difference_type = std::ptrdiff_t;
     using pointer = const Entry*;
@@ -58,6 +58,7 @@ class SettingList {
   Iterator begin() const { return {entries(), 0}; }
   Iterator end() const { return {entries(), entries_size_}; }
   bool empty() const noexcept { return entries_size_ == 0; }
+  // Views into the list: valid until the next put() or set_tail().
   std::optional<std::string_view> find(std::string_view name) const noexcept;
   bool contains(std::string_view name) const noexcept { return find(name).has_value(); }
   // Replaces the value of a setting already there (in place), else appends it. Neither holds a NUL.

@@ -4,10 +4,8 @@
 
 #include <openssl/ssl.h>
 
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <cstdint>
@@ -15,6 +13,12 @@
 #include <span>
 #include <string>
 #include <utility>
+
+// Coroutine frames must come from one allocator in every translation unit (the CMake target pgw_asio sets
+// it).
+#ifndef BOOST_ASIO_DISABLE_AWAITABLE_FRAME_RECYCLING
+#error "build with BOOST_ASIO_DISABLE_AWAITABLE_FRAME_RECYCLING (link pgw_asio)"
+#endif
 
 namespace pgw::tls {
 
@@ -76,21 +80,13 @@ class Stream {
   // Non-blocking read of what is available now: would_block when nothing is.
   std::pair<error_code, std::size_t> try_read(std::span<std::uint8_t> buffer);
   asio::awaitable<error_code> write_all(std::span<const std::uint8_t> data);
-  // Completes once a read would make progress (at once when TLS already holds decrypted bytes), without
-  // holding a buffer: idle connections hold no I/O memory. An operation, not a coroutine, so an idle
-  // connection's wait allocates no frame.
+  // TLS holds bytes (decrypted, or read and not yet decrypted) that a read returns without the socket.
+  bool has_pending() const noexcept { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
+  // When !has_pending(): completes once the socket is readable, without holding a buffer (idle connections
+  // hold no I/O memory). An operation, not a coroutine, so an idle connection's wait allocates no frame.
   template <typename CompletionToken>
   auto async_wait_readable(CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(error_code)>(
-        [this](auto handler) {
-          if (ssl_ != nullptr && SSL_has_pending(ssl_) == 1) {
-            auto executor = asio::get_associated_executor(handler, socket_.get_executor());
-            asio::post(executor, [h = std::move(handler)]() mutable { std::move(h)(error_code{}); });
-            return;
-          }
-          socket_.async_wait(tcp::socket::wait_read, std::move(handler));
-        },
-        token);
+    return socket_.async_wait(tcp::socket::wait_read, std::forward<CompletionToken>(token));
   }
   // One non-blocking attempt to send a small message (a final ErrorResponse); true if all of it went out.
   bool try_write_all(std::span<const std::uint8_t> data) noexcept;
