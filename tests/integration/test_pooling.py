@@ -530,6 +530,24 @@ def test_postgres_restart_mid_load_errors_not_hangs_then_heals(env, certs, workd
         pg.stop("immediate")
 
 
+def test_shutdown_timeout_ends_a_session_whose_client_stopped_reading(env):
+    # The server side is blocked writing a large result to a client that reads nothing, so the drain never finds
+    # an idle point: shutdown_timeout must stop both sides of the relay (the blocked write included) and exit.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 2}, proxy={"workers": 2, "shutdown_timeout": "2s"})
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    try:
+        assert harness.scram_login(w, "alice", "alice-pw")[-1][0] == b"Z"
+        w.send(harness.message(b"Q", b"SELECT repeat('x', 1000) FROM generate_series(1, 200000)\0"))
+        time.sleep(1.5)  # far more than the socket buffers hold: the relay now waits on the client's socket
+        started = time.monotonic()
+        pgw.signal(signal.SIGTERM)
+        pgw.proc.wait(20)
+        assert time.monotonic() - started < 15
+        assert "shutdown_timeout passed: closing 1 remaining clients" in pgw.log()
+    finally:
+        w.close()
+
+
 def test_sigterm_in_transaction_mode_lets_transactions_finish(env):
     pgw = env.start(pool={"mode": "transaction", "default_size": 2}, proxy={"workers": 2, "shutdown_timeout": "20s"})
     busy = psycopg.connect(env.via(pgw), password="alice-pw")
