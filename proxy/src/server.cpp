@@ -524,15 +524,16 @@ void Server::begin_shutdown() {
     if (ec) return;
     spdlog::warn("shutdown_timeout passed: closing {} remaining clients", clients_.load());
     force_close_all();
-    if (handing_over()) {
-      // The next process waits for this one to exit: whatever is still cleaning up gets 10 s more.
-      shutdown_timer_->expires_after(std::chrono::seconds(10));
-      shutdown_timer_->async_wait([this](const boost::system::error_code& e) {
-        if (e) return;
-        spdlog::warn("rolling restart: sessions still cleaning up 10 s after shutdown_timeout; exiting");
-        stop_all();
-      });
-    }
+    // A stop is bounded: whatever is still cleaning up (a rollback, a reset query) gets 10 s more. In a
+    // rolling restart the next process waits for this one to exit; otherwise the operator's service manager
+    // does.
+    shutdown_timer_->expires_after(std::chrono::seconds(10));
+    shutdown_timer_->async_wait([this](const boost::system::error_code& e) {
+      if (e) return;
+      spdlog::warn("{}sessions still cleaning up 10 s after shutdown_timeout; exiting",
+                   handing_over() ? "rolling restart: " : "");
+      stop_all();
+    });
   });
   maybe_finish();
 }

@@ -542,8 +542,10 @@ def test_shutdown_timeout_ends_a_session_whose_client_stopped_reading(env):
         started = time.monotonic()
         pgw.signal(signal.SIGTERM)
         pgw.proc.wait(20)
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < 8
         assert "shutdown_timeout passed: closing 1 remaining clients" in pgw.log()
+        # The session ended by itself, not by the exit 10 s later that bounds a stuck cleanup.
+        assert "still cleaning up" not in pgw.log()
     finally:
         w.close()
 
