@@ -123,16 +123,27 @@ ClientSession::~ClientSession() {
   server_.session_destroyed();
 }
 
-void ClientSession::start(std::shared_ptr<ClientSession> session) {
-  // The signal must outlive the session's coroutine, so the completion handler owns it.
+namespace {
+
+// Spawns `task` with a stop signal, set in `signal` before the task can run (on its own thread it starts
+// inline). The completion handler owns the signal: the coroutine (and Asio's cancellation state, which lives
+// in the signal's memory) may outlive the session that emits on it.
+void spawn_stoppable(const asio::any_io_executor& executor, asio::awaitable<void> task, const char* what,
+                     asio::cancellation_signal*& signal) {
   auto stop = std::make_unique<asio::cancellation_signal>();
+  signal = stop.get();
   auto slot = stop->slot();
-  session->relay_stop_ = stop.get();
-  auto executor = session->worker_.io().get_executor();
-  asio::co_spawn(executor, run(std::move(session)),
-                 asio::bind_cancellation_slot(slot, [stop = std::move(stop)](const std::exception_ptr& e) {
-                   log::exception(e, "client session");
-                 }));
+  asio::co_spawn(
+      executor, std::move(task),
+      asio::bind_cancellation_slot(
+          slot, [stop = std::move(stop), what](const std::exception_ptr& e) { log::exception(e, what); }));
+}
+
+}  // namespace
+
+void ClientSession::start(std::shared_ptr<ClientSession> session) {
+  ClientSession& s = *session;
+  spawn_stoppable(s.worker_.io().get_executor(), run(std::move(session)), "client session", s.relay_stop_);
 }
 
 asio::awaitable<void> ClientSession::run(std::shared_ptr<ClientSession> self) {
@@ -1045,16 +1056,9 @@ asio::awaitable<SessionEnd> ClientSession::relay() {
 }
 
 void ClientSession::start_backend() {
-  // Per attachment, so the handler owns the signal: a finished backend's coroutine may outlive its slot's
-  // use.
-  auto stop = std::make_unique<asio::cancellation_signal>();
-  auto slot = stop->slot();
-  backend_stop_ = stop.get();
   backend_running_ = true;
-  asio::co_spawn(worker_.io().get_executor(), backend_task(shared_from_this()),
-                 asio::bind_cancellation_slot(slot, [stop = std::move(stop)](const std::exception_ptr& e) {
-                   log::exception(e, "server relay");
-                 }));
+  spawn_stoppable(worker_.io().get_executor(), backend_task(shared_from_this()), "server relay",
+                  backend_stop_);
 }
 
 asio::awaitable<void> ClientSession::backend_task(std::shared_ptr<ClientSession> self) {
@@ -1874,12 +1878,16 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
     server_in_.consume(pos);
     if (stop != SessionEnd::none) co_return stop;
     if (needed > 0) server_in_.reserve(needed);
-    if (!server_in_.empty() || server_scan_.mid_message() || !tracker.idle()) continue;
+    auto answered = [&] { return server_in_.empty() && !server_scan_.mid_message() && tracker.idle(); };
+    if (!answered()) continue;
     if (mode_ == config::PoolMode::statement && tracker.status() != backend::TransactionStatus::idle) {
       co_return SessionEnd::transaction_in_statement_mode;
     }
-    bool at_boundary = tracker.clean() && !client_scan_.mid_message() && !frontend_writing_;
-    if (!at_boundary) continue;
+    // Nothing owed either way: the server answered everything and the client is between messages.
+    auto at_boundary = [&] {
+      return answered() && tracker.clean() && !client_scan_.mid_message() && !frontend_writing_;
+    };
+    if (!at_boundary()) continue;
     if (mode_ != config::PoolMode::session) {
       // A cancel request on its way to this backend pins it here until it is done (bounded by its timeout).
       cancel_slot_->set(std::nullopt);
@@ -1890,8 +1898,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         asio::steady_timer t(worker_.io(), std::chrono::milliseconds(2));
         co_await t.async_wait(use_tuple);
       }
-      if (waited && (!tracker.clean() || !tracker.idle() || !server_in_.empty() ||
-                     server_scan_.mid_message() || client_scan_.mid_message() || frontend_writing_)) {
+      if (waited && !at_boundary()) {
         // The client sent more meanwhile, on this connection: it is not done with it after all.
         aim_cancels();
         continue;

@@ -8,7 +8,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "pgw/tls/context.hpp"
 
@@ -17,7 +16,7 @@ namespace pgw::tls {
 namespace {
 
 // Socket waits are awaited as operations: no coroutine frame per wait.
-constexpr auto use_tuple = asio::as_tuple(asio::deferred);
+constexpr auto wait_token = asio::as_tuple(asio::deferred);
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored \
@@ -105,7 +104,7 @@ asio::awaitable<std::pair<error_code, std::uint8_t>> Stream::peek_byte() {
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       co_return std::pair{error_code(errno, boost::system::system_category()), std::uint8_t{0}};
     }
-    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, wait_token);
     if (ec) co_return std::pair{ec, std::uint8_t{0}};
   }
 }
@@ -153,7 +152,7 @@ asio::awaitable<error_code> Stream::drive_handshake() {
     int err = SSL_get_error(ssl_, ret);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
       auto [ec] = co_await socket_.async_wait(
-          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, use_tuple);
+          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, wait_token);
       if (ec) co_return ec;
       continue;
     }
@@ -222,7 +221,7 @@ asio::awaitable<std::pair<error_code, std::size_t>> Stream::read_some(std::span<
     if (ec != asio::error::would_block && ec != asio::error::try_again)
       co_return std::pair{ec, std::size_t{0}};
     auto [wec] = co_await socket_.async_wait(
-        ec == asio::error::would_block ? tcp::socket::wait_read : tcp::socket::wait_write, use_tuple);
+        ec == asio::error::would_block ? tcp::socket::wait_read : tcp::socket::wait_write, wait_token);
     if (wec) co_return std::pair{wec, std::size_t{0}};
   }
 }
@@ -250,7 +249,7 @@ asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data
       n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
     }
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      auto [wec] = co_await socket_.async_wait(wait, use_tuple);
+      auto [wec] = co_await socket_.async_wait(wait, wait_token);
       if (wec) co_return wec;
       continue;
     }
