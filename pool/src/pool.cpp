@@ -197,17 +197,8 @@ asio::awaitable<AcquireResult> Pool::acquire(std::size_t worker, asio::any_io_ex
       auto now = Clock::now();
       auto a = core_.acquire(worker, now);
       if (a.granted) {
-        auto conn = std::move(*a.granted);
-        // A connection reused at once needs no check (a peek is a system call per transaction); one that
-        // sat idle may have been closed by the server meanwhile.
-        bool check = now - a.granted_idle_since >= core_.limits().server_check_delay;
-        lock.unlock();
-        if (check && !looks_alive(*conn)) {
-          discard(std::move(conn));
-          continue;
-        }
-        if (conn->stream.socket().get_executor() != executor) conn->stream.rebind(executor);
-        conn->last_used = Clock::now();
+        auto conn = hand_out(a, now, executor, lock);
+        if (!conn) continue;
         co_return AcquireResult{AcquireResult::Status::ok, std::move(conn), {}, {}};
       }
       id = a.waiter;
@@ -242,6 +233,33 @@ asio::awaitable<AcquireResult> Pool::acquire(std::size_t worker, asio::any_io_ex
     }
     co_return result;
   }
+}
+
+std::shared_ptr<ServerConnection> Pool::try_acquire(std::size_t worker,
+                                                    const asio::any_io_executor& executor) {
+  std::unique_lock lock(mutex_);
+  if (manager_.stopping()) return nullptr;
+  const auto now = Clock::now();
+  auto a = core_.acquire(worker, now, /*queue=*/false);
+  if (!a.granted) return nullptr;
+  return hand_out(a, now, executor, lock);
+}
+
+std::shared_ptr<ServerConnection> Pool::hand_out(Core::Acquire& a, Clock::time_point now,
+                                                 const asio::any_io_executor& executor,
+                                                 std::unique_lock<std::mutex>& lock) {
+  auto conn = std::move(*a.granted);
+  // A connection reused at once needs no check (a peek is a system call per transaction); one that sat idle
+  // may have been closed by the server meanwhile.
+  bool check = now - a.granted_idle_since >= core_.limits().server_check_delay;
+  lock.unlock();
+  if (check && !looks_alive(*conn)) {
+    discard(std::move(conn));
+    return nullptr;
+  }
+  if (conn->stream.socket().get_executor() != executor) conn->stream.rebind(executor);
+  conn->last_used = Clock::now();
+  return conn;
 }
 
 void Pool::cancel(const Ticket& ticket) {

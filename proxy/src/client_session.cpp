@@ -31,7 +31,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // For the relay's waits: awaited as an operation, with no coroutine frame of its own.
 constexpr auto wait_token = asio::as_tuple(asio::deferred);
 // Read buffers start here and grow only for a message that must be seen whole (up to max_packet_size).
-constexpr std::size_t io_buffer_size = std::size_t{16} * 1024;
+constexpr std::size_t io_buffer_size = protocol::Buffer::recycled_capacity;
 // SASL and password messages are tiny; anything bigger before authentication is refused.
 constexpr std::uint32_t max_login_message = max_startup_packet_length;
 constexpr std::uint8_t tls_handshake_record = 0x16;
@@ -1183,6 +1183,15 @@ SessionInfo ClientSession::info() const {
   return i;
 }
 
+bool ClientSession::attach_idle() {
+  if (server_.paused(db_->name)) return false;
+  auto conn = pool_->try_acquire(worker_.index(), worker_.io().get_executor());
+  if (!conn) return false;
+  counters_->add_wait(0);
+  attached(std::move(conn));
+  return true;
+}
+
 asio::awaitable<SessionEnd> ClientSession::attach() {
   auto r = co_await acquire_server();
   switch (r.status) {
@@ -1197,7 +1206,12 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
       if (!r.server_error.message.empty()) end_detail_ += "; PostgreSQL said: " + r.server_error.message;
       co_return SessionEnd::server_unavailable;
   }
-  server_conn_ = std::move(r.connection);
+  attached(std::move(r.connection));
+  co_return SessionEnd::none;
+}
+
+void ClientSession::attached(std::shared_ptr<pool::ServerConnection> connection) {
+  server_conn_ = std::move(connection);
   log_.set_server(server_conn_->address);
   if (audit_) audit_->set_server(server_conn_->address, server_conn_->backend_key.process_id);
   aim_cancels();
@@ -1207,16 +1221,13 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
     bool keyable = true;
     std::string diff = settings_diff(*server_conn_, &keyable);
     if (!diff.empty()) {
-      // Before anything of the client's: the connection takes this client's settings, silently.
-      scratch_.clear();
-      Encoder e(scratch_);
+      // Before anything of the client's (nothing of this batch is forwarded yet), in the same write: the
+      // connection takes this client's settings, silently.
+      emit_replaced();
+      Encoder e(server_out_);
       encode::query(e, diff);
       server_conn_->tracker.push(Request::query, Answer::swallow);
       note_applied(*server_conn_);
-      frontend_writing_ = true;
-      auto ec = co_await server_conn_->stream.write_all(scratch_);
-      frontend_writing_ = false;
-      if (ec) co_return SessionEnd::server_io_error;
     }
     // The SET's ParameterStatus answers clear it again where they change a value; the next client with
     // these settings then compares once more and finds nothing to do.
@@ -1227,7 +1238,6 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
     }
   }
   start_backend();
-  co_return SessionEnd::none;
 }
 
 void ClientSession::aim_cancels() {
@@ -1584,8 +1594,12 @@ asio::awaitable<bool> ClientSession::write_client_direct(std::span<const std::ui
     }
   }
   client_writing_ = false;
-  if (ec && !tls::is_expected_disconnect(ec)) log_.info("client write failed: {}", ec.message());
-  co_return !ec;
+  co_return !ec || client_write_failed(ec);
+}
+
+bool ClientSession::client_write_failed(const boost::system::error_code& ec) {
+  if (!tls::is_expected_disconnect(ec)) log_.info("client write failed: {}", ec.message());
+  return false;
 }
 
 asio::awaitable<bool> ClientSession::flush_outbox() {
@@ -1616,7 +1630,8 @@ asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
 
 asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
   client_in_.reserve(std::max(client_in_.size() + 1, io_buffer_size));
-  auto [ec, n] = co_await client_.read_some(client_in_.writable());
+  auto [ec, n] = client_.try_read(client_in_.writable());
+  if (tls::Stream::must_wait(ec)) std::tie(ec, n) = co_await client_.read_some(client_in_.writable());
   if (ec) {
     if (!tls::is_expected_disconnect(ec)) log_.info("client read failed: {}", ec.message());
     co_return tls::is_expected_disconnect(ec) ? SessionEnd::client_closed : SessionEnd::client_io_error;
@@ -1660,7 +1675,9 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
       if (!server_conn_) {
         // Nothing of this batch went to a server yet, so attaching here keeps every message in order.
         if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
-        if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
+        if (!attach_idle()) {
+          if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
+        }
       }
     }
     if (item.kind == Scanner::Kind::message) {
@@ -1691,9 +1708,12 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
     if (!bytes.empty()) {
       if (query_started_ == pool::Clock::time_point{}) query_started_ = last_activity_;
       if (xact_started_ == pool::Clock::time_point{}) xact_started_ = last_activity_;
-      frontend_writing_ = true;
-      auto wec = co_await server_conn_->stream.write_all(bytes);
-      frontend_writing_ = false;
+      auto wec = server_conn_->stream.write_now(bytes);
+      if (tls::Stream::must_wait(wec)) {
+        frontend_writing_ = true;
+        wec = co_await server_conn_->stream.write_all(bytes);
+        frontend_writing_ = false;
+      }
       if (wec) {
         log_.info("server write failed: {}", wec.message());
         co_return SessionEnd::server_io_error;
@@ -1731,7 +1751,8 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       }
     }
     server_in_.reserve(std::max(server_in_.size() + 1, io_buffer_size));
-    auto [ec, n] = co_await conn->stream.read_some(server_in_.writable());
+    auto [ec, n] = conn->stream.try_read(server_in_.writable());
+    if (tls::Stream::must_wait(ec)) std::tie(ec, n) = co_await conn->stream.read_some(server_in_.writable());
     if (ec) {
       if (!tls::is_expected_disconnect(ec)) log_.warn("server read failed: {}", ec.message());
       co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
@@ -1868,7 +1889,12 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
       counters_->add(pool::PoolCounter::sent, out.size());
       bool ok = true;
       if (outbox_.empty() && !client_writing_) {
-        ok = co_await write_client_direct(out);
+        auto wec = client_.write_now(out);
+        if (tls::Stream::must_wait(wec)) {
+          ok = co_await write_client_direct(out);
+        } else if (wec) {
+          ok = client_write_failed(wec);
+        }
       } else {
         outbox_.insert(outbox_.end(), out.begin(), out.end());
         ok = co_await flush_outbox();

@@ -99,7 +99,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<SessionEnd> backend_pump();
   // Stops the server side, if it runs, and waits until it has.
   asio::awaitable<void> join_backend();
+  // A server connection for the batch at hand: attach_idle() takes one idle now without a coroutine frame
+  // (the common case), else attach() waits for one; attached() then sets the connection up for this client.
+  bool attach_idle();
   asio::awaitable<SessionEnd> attach();
+  void attached(std::shared_ptr<pool::ServerConnection> connection);
   void detach_and_release(bool reusable);
   void aim_cancels();  // the client's CancelRequest goes to the attached server connection
   // A ReadyForQuery on its way to the client: a request answered, perhaps a transaction ended.
@@ -131,6 +135,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Client output: one writer at a time, in the tracker's order.
   asio::awaitable<bool> flush_outbox();
   asio::awaitable<bool> write_client_direct(std::span<const std::uint8_t> bytes);
+  bool client_write_failed(const boost::system::error_code& ec);  // logs; false
 
   // Reads one startup-family packet (bounded by 10000 bytes) into client_in_.
   asio::awaitable<protocol::FrameResult> read_startup_packet();

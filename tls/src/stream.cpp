@@ -34,6 +34,10 @@ class TlsCategory final : public boost::system::error_category {
         return "TLS protocol error";
       case TlsError::no_alpn:
         return "direct TLS connection without ALPN \"postgresql\"";
+      case TlsError::wait_readable:
+        return "must wait until the socket is readable";
+      case TlsError::wait_writable:
+        return "must wait until the socket is writable";
     }
     return "TLS error";
   }
@@ -205,58 +209,61 @@ std::pair<error_code, std::size_t> Stream::try_read(std::span<std::uint8_t> buff
     int ret = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
     if (ret == 1) return {error_code{}, n};
     int err = SSL_get_error(ssl_, ret);
-    if (err == SSL_ERROR_WANT_READ) return {asio::error::would_block, 0};
-    if (err == SSL_ERROR_WANT_WRITE) return {asio::error::try_again, 0};  // renegotiation-like: wait writable
+    if (err == SSL_ERROR_WANT_READ) return {TlsError::wait_readable, 0};
+    if (err == SSL_ERROR_WANT_WRITE) return {TlsError::wait_writable, 0};  // renegotiation-like
     return {ssl_failure(ret, false), 0};
   }
   error_code ec;
   std::size_t n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+  if (ec == asio::error::would_block) return {TlsError::wait_readable, 0};
   return {ec, n};
 }
+
+namespace {
+tcp::socket::wait_type wait_for(const error_code& ec) {
+  return ec == TlsError::wait_readable ? tcp::socket::wait_read : tcp::socket::wait_write;
+}
+}  // namespace
 
 asio::awaitable<std::pair<error_code, std::size_t>> Stream::read_some(std::span<std::uint8_t> buffer) {
   for (;;) {
     auto [ec, n] = try_read(buffer);
     if (!ec) co_return std::pair{ec, n};
-    if (ec != asio::error::would_block && ec != asio::error::try_again)
-      co_return std::pair{ec, std::size_t{0}};
-    auto [wec] = co_await socket_.async_wait(
-        ec == asio::error::would_block ? tcp::socket::wait_read : tcp::socket::wait_write, wait_token);
+    if (!must_wait(ec)) co_return std::pair{ec, std::size_t{0}};
+    auto [wec] = co_await socket_.async_wait(wait_for(ec), wait_token);
     if (wec) co_return std::pair{wec, std::size_t{0}};
   }
 }
 
-asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data) {
+error_code Stream::write_now(std::span<const std::uint8_t>& data) {
   while (!data.empty()) {
-    error_code ec;
     std::size_t n = 0;
-    tcp::socket::wait_type wait = tcp::socket::wait_write;
     if (ssl_ != nullptr) {
       ERR_clear_error();
       int ret = SSL_write_ex(ssl_, data.data(), data.size(), &n);
       if (ret != 1) {
         int err = SSL_get_error(ssl_, ret);
-        if (err == SSL_ERROR_WANT_WRITE) {
-          ec = asio::error::would_block;
-        } else if (err == SSL_ERROR_WANT_READ) {
-          ec = asio::error::would_block;
-          wait = tcp::socket::wait_read;
-        } else {
-          co_return ssl_failure(ret, false);
-        }
+        if (err == SSL_ERROR_WANT_WRITE) return TlsError::wait_writable;
+        if (err == SSL_ERROR_WANT_READ) return TlsError::wait_readable;
+        return ssl_failure(ret, false);
       }
     } else {
+      error_code ec;
       n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+      if (ec) return ec == asio::error::would_block ? error_code(TlsError::wait_writable) : ec;
     }
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      auto [wec] = co_await socket_.async_wait(wait, wait_token);
-      if (wec) co_return wec;
-      continue;
-    }
-    if (ec) co_return ec;
     data = data.subspan(n);
   }
-  co_return error_code{};
+  return {};
+}
+
+asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data) {
+  for (;;) {
+    error_code ec = write_now(data);
+    if (!must_wait(ec)) co_return ec;
+    auto [wec] = co_await socket_.async_wait(wait_for(ec), wait_token);
+    if (wec) co_return wec;
+  }
 }
 
 bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {

@@ -48,6 +48,36 @@ TEST(PoolCore, AnIdleGrantSaysSinceWhenItWasIdle) {
   EXPECT_EQ(a.granted_idle_since, t0 + 5ms);
 }
 
+TEST(PoolCore, AcquireWithoutQueueingTakesOnlyAnIdleConnectionNobodyWaitsFor) {
+  // Pool::try_acquire, the relay's fast path: it never queues and never starts a connection.
+  Core p(limits(1), 1, nullptr);
+  auto none = p.acquire(0, t0, /*queue=*/false);
+  EXPECT_FALSE(none.granted);
+  EXPECT_EQ(none.waiter, 0u);
+  EXPECT_EQ(none.connects, 0u);
+  EXPECT_EQ(p.waiting(), 0u);
+  EXPECT_EQ(p.connecting(), 0u);
+
+  auto first = p.acquire(0, t0);  // queues and starts the connection
+  p.connect_succeeded(7, 0, t0);
+  EXPECT_FALSE(p.release(7, t0, 0, true, t0).grant);
+  auto fast = p.acquire(0, t0, false);
+  ASSERT_TRUE(fast.granted);
+  EXPECT_EQ(*fast.granted, 7);
+  EXPECT_EQ(p.active(), 1u);
+
+  // With a client waiting, the fast path gets nothing and adds nobody: the release goes to the waiter.
+  auto waiter = p.acquire(0, t0);
+  EXPECT_NE(waiter.waiter, 0u);
+  EXPECT_FALSE(p.acquire(0, t0, false).granted);
+  EXPECT_EQ(p.waiting(), 1u);
+  auto g = p.release(7, t0, 0, true, t0);
+  ASSERT_TRUE(g.grant);
+  EXPECT_EQ(g.grant->waiter, waiter.waiter);
+  EXPECT_EQ(p.waiting(), 0u);
+  (void)first;
+}
+
 TEST(PoolCore, NeverMoreThanDefaultSize) {
   Core p(limits(2), 1, nullptr);
   EXPECT_EQ(p.acquire(0, t0).connects, 1u);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pgw/protocol/buffer.hpp"
 
@@ -180,6 +181,50 @@ TEST(Buffer, ManyWriteConsumeCyclesStayWithinCapacity) {
     ASSERT_EQ(contents(b), expected);
   }
   EXPECT_LE(b.capacity(), 1024u);
+}
+
+TEST(Buffer, ReleasedStandardBlocksAreReusedOnTheSameThread) {
+  const std::size_t standard = Buffer::recycled_capacity;
+  Buffer a(standard);
+  const std::uint8_t* block = a.writable().data();
+  a.release_if_empty();
+  // Had `a` given its block back to malloc, this allocation of the same size would most likely take it.
+  void* other = ::operator new[](standard);
+  Buffer b(standard);
+  EXPECT_EQ(b.writable().data(), block);  // the block a gave back
+  write(b, "kept");
+  EXPECT_EQ(contents(b), "kept");
+  ::operator delete[](other);
+}
+
+TEST(Buffer, GrowingFromAStandardBlockKeepsUnreadBytes) {
+  Buffer b(Buffer::recycled_capacity);
+  write(b, std::string(100, 'x') + "end");
+  b.consume(100);
+  b.reserve(Buffer::recycled_capacity * 2);
+  EXPECT_EQ(contents(b), "end");
+  EXPECT_EQ(b.capacity(), Buffer::recycled_capacity * 2);
+  b.shrink_to(Buffer::recycled_capacity);
+  EXPECT_EQ(contents(b), "end");
+  EXPECT_EQ(b.capacity(), Buffer::recycled_capacity);
+}
+
+TEST(Buffer, ManyBuffersAtOnceEachGetTheirOwnBlock) {
+  // More live buffers than the cache holds: every block is distinct and keeps its own bytes.
+  std::vector<Buffer> live(10);
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    live[i].reserve(Buffer::recycled_capacity);
+    write(live[i], std::to_string(i));
+  }
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    EXPECT_EQ(contents(live[i]), std::to_string(i));
+    for (std::size_t j = i + 1; j < live.size(); ++j)
+      EXPECT_NE(live[i].readable().data(), live[j].readable().data());
+  }
+  for (Buffer& b : live) {
+    b.consume(b.size());
+    b.release_if_empty();
+  }
 }
 
 }  // namespace

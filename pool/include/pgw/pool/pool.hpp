@@ -79,6 +79,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // Waits, FIFO, for a clean connection; it arrives bound to `executor` (the caller's worker).
   asio::awaitable<AcquireResult> acquire(std::size_t worker, asio::any_io_executor executor,
                                          std::shared_ptr<Ticket> ticket = {});
+  // acquire()'s common case without its coroutine frame: a clean connection idle now, with nobody waiting
+  // before the caller; nullptr otherwise (then acquire()).
+  std::shared_ptr<ServerConnection> try_acquire(std::size_t worker, const asio::any_io_executor& executor);
   void cancel(const Ticket& ticket);
   // The client is done: reusable = clean (ReadyForQuery 'I', nothing pending, state reset as the mode needs).
   void release(std::shared_ptr<ServerConnection> connection, std::size_t worker, bool reusable);
@@ -124,6 +127,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
     AcquireResult result;
     bool done = false;
   };
+  using Core = PoolCore<std::shared_ptr<ServerConnection>>;
+  // A granted idle connection for the caller (`lock` is released): checked if it sat idle, bound to the
+  // caller's executor; nullptr when the check found it dead (discarded).
+  std::shared_ptr<ServerConnection> hand_out(Core::Acquire& a, Clock::time_point now,
+                                             const asio::any_io_executor& executor,
+                                             std::unique_lock<std::mutex>& lock);
   // Under mutex_: starts `count` connection attempts on `worker`'s io_context.
   void launch_locked(unsigned count, std::size_t worker);
   void deliver_locked(WaiterId id, AcquireResult result);
@@ -134,7 +143,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   const std::string database_;
   const std::string user_;
   mutable std::mutex mutex_;
-  PoolCore<std::shared_ptr<ServerConnection>> core_;
+  Core core_;
   std::unordered_map<WaiterId, std::shared_ptr<Waiter>> waiters_;
   ConnectRequest request_;
   std::string last_error_;

@@ -90,7 +90,8 @@ class PoolCore {
 
   // A client on `worker` wants a connection. Waiters are served first come, first served: a newcomer never
   // overtakes a queued client, so nobody starves.
-  Acquire acquire(std::size_t worker, TimePoint now) {
+  // With queue = false nothing is queued: the caller only takes a connection that is idle now.
+  Acquire acquire(std::size_t worker, TimePoint now, bool queue = true) {
     Acquire a;
     if (waiters_.empty()) {
       if (auto idle = take_idle(worker)) {
@@ -102,6 +103,7 @@ class PoolCore {
         return a;
       }
     }
+    if (!queue) return a;
     a.waiter = ++last_waiter_;
     waiters_.push_back({a.waiter, worker, now});
     a.connects = plan_connects(now);

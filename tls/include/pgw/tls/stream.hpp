@@ -35,6 +35,8 @@ enum class TlsError {
   verify_failed,         // the peer's certificate does not verify (chain or name)
   protocol_error,        // TLS error after the handshake
   no_alpn,               // direct TLS without ALPN "postgresql"
+  wait_readable,         // not a failure: try_read() / write_now() go on once the socket is readable
+  wait_writable,         // ... once it is writable
 };
 const boost::system::error_category& tls_category() noexcept;
 inline error_code make_error_code(TlsError e) noexcept {
@@ -77,9 +79,21 @@ class Stream {
 
   // Reads what is available (at least one byte); eof as asio::error::eof.
   asio::awaitable<std::pair<error_code, std::size_t>> read_some(std::span<std::uint8_t> buffer);
-  // Non-blocking read of what is available now: would_block when nothing is.
+  // Non-blocking read of what is available now: TlsError::wait_readable when nothing is (wait_writable: TLS
+  // must write first).
   std::pair<error_code, std::size_t> try_read(std::span<std::uint8_t> buffer);
   asio::awaitable<error_code> write_all(std::span<const std::uint8_t> data);
+  // Writes what the socket takes now, advancing `data`. When some is left: TlsError::wait_writable, or
+  // wait_readable (TLS must read first); write_all() then goes on with the same `data`.
+  error_code write_now(std::span<const std::uint8_t>& data);
+  // try_read() and write_now() say "not now, wait" rather than failing. The hot paths call them first, and
+  // the coroutines (a frame each) only when they must wait.
+  static bool must_wait(const error_code& ec) noexcept {
+    const int v = ec.value();  // 0 on the hot path: no category lookup
+    return (v == static_cast<int>(TlsError::wait_readable) ||
+            v == static_cast<int>(TlsError::wait_writable)) &&
+           ec.category() == tls_category();
+  }
   // TLS holds bytes (decrypted, or read and not yet decrypted) that a read returns without the socket.
   bool has_pending() const noexcept { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
   // When !has_pending(): completes once the socket is readable, without holding a buffer (idle connections
