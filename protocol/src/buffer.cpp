@@ -15,24 +15,32 @@ struct FreeBlocks {
   FreeBlocks() = default;
   FreeBlocks(const FreeBlocks&) = delete;
   FreeBlocks& operator=(const FreeBlocks&) = delete;
-  ~FreeBlocks() {
-    for (std::size_t i = 0; i < count; ++i)
-      ::operator delete[](blocks[i]);
-  }
+  ~FreeBlocks();
 };
 
 thread_local FreeBlocks free_blocks;
+// Set once the thread's cache is destroyed: a Buffer freed later on this thread (a static's, say) goes
+// straight to the allocator. Trivially destructible, so it outlives every other thread_local.
+constinit thread_local bool cache_gone = false;
+
+FreeBlocks::~FreeBlocks() {
+  for (std::size_t i = 0; i < count; ++i)
+    ::operator delete[](blocks[i]);
+  count = 0;
+  cache_gone = true;
+}
 
 }  // namespace
 
 std::uint8_t* Buffer::allocate_block(std::size_t capacity) {
-  if (capacity == recycled_capacity && free_blocks.count > 0) return free_blocks.blocks[--free_blocks.count];
+  if (capacity == recycled_capacity && !cache_gone && free_blocks.count > 0)
+    return free_blocks.blocks[--free_blocks.count];
   return static_cast<std::uint8_t*>(::operator new[](capacity));
 }
 
 void Buffer::free_block(std::uint8_t* block, std::size_t capacity) noexcept {
   if (block == nullptr) return;
-  if (capacity == recycled_capacity && free_blocks.count < free_blocks.blocks.size()) {
+  if (capacity == recycled_capacity && !cache_gone && free_blocks.count < free_blocks.blocks.size()) {
     free_blocks.blocks[free_blocks.count++] = block;
     return;
   }

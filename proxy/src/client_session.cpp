@@ -1237,7 +1237,6 @@ void ClientSession::attached(std::shared_ptr<pool::ServerConnection> connection)
       server_conn_->settings_key.clear();
     }
   }
-  start_backend();
 }
 
 void ClientSession::aim_cancels() {
@@ -1645,6 +1644,7 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
   rewriting_ = false;
   server_out_.clear();
   SessionEnd stop = SessionEnd::none;
+  bool attached_now = false;
   while (pos < client_in_.size()) {
     Bytes data = client_in_.readable();
     auto item = client_scan_.next(data.subspan(pos), frontend_body_needed);
@@ -1678,6 +1678,7 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
         if (!attach_idle()) {
           if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
         }
+        attached_now = true;
       }
     }
     if (item.kind == Scanner::Kind::message) {
@@ -1695,6 +1696,11 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
     pos += item.wire.size();
   }
   if (server_conn_) {
+    // The server side starts only now that this batch's requests are on the tracker: it may run inline up to
+    // its first wait (bytes TLS already holds), and with an empty tracker it would take the connection for
+    // idle and release it under this batch. Before the write all the same: a server answering a long
+    // pipeline must be read while the rest of it is written.
+    if (attached_now) start_backend();
     std::span<const std::uint8_t> bytes =
         rewriting_ ? std::span<const std::uint8_t>(server_out_)
                    : client_in_.readable().subspan(range_start_, range_end_ - range_start_);
@@ -1904,7 +1910,11 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
     server_in_.consume(pos);
     if (stop != SessionEnd::none) co_return stop;
     if (needed > 0) server_in_.reserve(needed);
-    auto answered = [&] { return server_in_.empty() && !server_scan_.mid_message() && tracker.idle(); };
+    // Bytes TLS still holds (a notice that came after ReadyForQuery) belong to this client: read them first.
+    auto answered = [&] {
+      return server_in_.empty() && !server_scan_.mid_message() && tracker.idle() &&
+             !conn->stream.has_pending();
+    };
     if (!answered()) continue;
     if (mode_ == config::PoolMode::statement && tracker.status() != backend::TransactionStatus::idle) {
       co_return SessionEnd::transaction_in_statement_mode;

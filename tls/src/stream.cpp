@@ -243,17 +243,24 @@ error_code Stream::write_now(std::span<const std::uint8_t>& data) {
       int ret = SSL_write_ex(ssl_, data.data(), data.size(), &n);
       if (ret != 1) {
         int err = SSL_get_error(ssl_, ret);
-        if (err == SSL_ERROR_WANT_WRITE) return TlsError::wait_writable;
-        if (err == SSL_ERROR_WANT_READ) return TlsError::wait_readable;
+        if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+          write_unfinished_ = true;
+          return err == SSL_ERROR_WANT_WRITE ? TlsError::wait_writable : TlsError::wait_readable;
+        }
         return ssl_failure(ret, false);
       }
     } else {
       error_code ec;
       n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
-      if (ec) return ec == asio::error::would_block ? error_code(TlsError::wait_writable) : ec;
+      if (ec == asio::error::would_block) {
+        write_unfinished_ = true;
+        return TlsError::wait_writable;
+      }
+      if (ec) return ec;
     }
     data = data.subspan(n);
   }
+  write_unfinished_ = false;
   return {};
 }
 
@@ -269,15 +276,20 @@ asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data
 bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {
   if (!socket_.is_open()) return false;
   if (ssl_ != nullptr) {
-    if (!SSL_is_init_finished(ssl_)) return false;
+    // After a write that stopped inside a record (and was abandoned), other bytes would follow its first
+    // part.
+    if (!SSL_is_init_finished(ssl_) || write_unfinished_) return false;
     ERR_clear_error();
     std::size_t n = 0;
     bool ok = SSL_write_ex(ssl_, data.data(), data.size(), &n) == 1 && n == data.size();
     ERR_clear_error();
+    write_unfinished_ = !ok;
     return ok;
   }
+  if (write_unfinished_) return false;
   error_code ec;
   std::size_t n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
+  write_unfinished_ = !ec && n < data.size();  // part of it went out
   return !ec && n == data.size();
 }
 

@@ -127,6 +127,9 @@ class Stream {
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  // A write stopped short (inside a TLS record, or inside a message) and was not completed: whatever follows
+  // on this stream would splice into it, so try_write_all() sends nothing.
+  bool write_unfinished_ = false;
   std::string error_detail_;
 };
 
