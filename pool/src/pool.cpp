@@ -274,8 +274,9 @@ void Pool::release(std::shared_ptr<ServerConnection> connection, std::size_t wor
     std::lock_guard lock(mutex_);
     connection->last_used = Clock::now();
     auto created = connection->created;
-    auto r =
-        core_.release(std::move(connection), created, worker, reusable && !manager_.stopping(), Clock::now());
+    // Bytes TLS read ahead and holds (an asynchronous notice) would reach the next client: never reused.
+    reusable = reusable && !manager_.stopping() && !connection->stream.has_pending();
+    auto r = core_.release(std::move(connection), created, worker, reusable, Clock::now());
     if (r.grant)
       deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});
     if (r.close) to_close = std::move(*r.close);

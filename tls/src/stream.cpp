@@ -274,23 +274,17 @@ asio::awaitable<error_code> Stream::write_all(std::span<const std::uint8_t> data
 }
 
 bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {
-  if (!socket_.is_open()) return false;
-  if (ssl_ != nullptr) {
-    // After a write that stopped inside a record (and was abandoned), other bytes would follow its first
-    // part.
-    if (!SSL_is_init_finished(ssl_) || write_unfinished_) return false;
+  // Not after a write that stopped inside a TLS record or a message and was abandoned: these bytes would
+  // splice into it.
+  if (!socket_.is_open() || write_unfinished_) return false;
+  if (ssl_ != nullptr && !SSL_is_init_finished(ssl_)) return false;
+  try {
+    const error_code ec = write_now(data);
     ERR_clear_error();
-    std::size_t n = 0;
-    bool ok = SSL_write_ex(ssl_, data.data(), data.size(), &n) == 1 && n == data.size();
-    ERR_clear_error();
-    write_unfinished_ = !ok;
-    return ok;
+    return !ec;
+  } catch (...) {  // a failure's detail could not be kept: the message did not go out either way
+    return false;
   }
-  if (write_unfinished_) return false;
-  error_code ec;
-  std::size_t n = socket_.write_some(asio::buffer(data.data(), data.size()), ec);
-  write_unfinished_ = !ec && n < data.size();  // part of it went out
-  return !ec && n == data.size();
 }
 
 void Stream::close() noexcept {

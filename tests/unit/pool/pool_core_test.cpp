@@ -58,7 +58,7 @@ TEST(PoolCore, AcquireWithoutQueueingTakesOnlyAnIdleConnectionNobodyWaitsFor) {
   EXPECT_EQ(p.waiting(), 0u);
   EXPECT_EQ(p.connecting(), 0u);
 
-  auto first = p.acquire(0, t0);  // queues and starts the connection
+  p.acquire(0, t0);  // queues and starts the connection
   p.connect_succeeded(7, 0, t0);
   EXPECT_FALSE(p.release(7, t0, 0, true, t0).grant);
   auto fast = p.acquire(0, t0, false);
@@ -75,7 +75,6 @@ TEST(PoolCore, AcquireWithoutQueueingTakesOnlyAnIdleConnectionNobodyWaitsFor) {
   ASSERT_TRUE(g.grant);
   EXPECT_EQ(g.grant->waiter, waiter.waiter);
   EXPECT_EQ(p.waiting(), 0u);
-  (void)first;
 }
 
 TEST(PoolCore, NeverMoreThanDefaultSize) {
