@@ -22,6 +22,9 @@ struct UnnumberedBody {
 // (the seq, the seal).
 UnnumberedBody unnumbered_body(const Record& r, std::chrono::system_clock::time_point ts,
                                std::string_view instance, std::size_t spare);
+// The same into `body`, whose text's storage is reused (what it held is replaced).
+void render_unnumbered(const Record& r, std::chrono::system_clock::time_point ts, std::string_view instance,
+                       std::size_t spare, UnnumberedBody& body);
 // Inserts the seq's digits (in place: no allocation when `spare` left room); returns the numbered body.
 std::string& number(UnnumberedBody& body, std::uint64_t seq);
 

@@ -1204,28 +1204,30 @@ void trim(std::string_view s, std::size_t& begin, std::size_t& end) {
 }
 
 // A relation name of 1-3 parts at t[k...]; sets k past it. Names are folded and unquoted as the scanner does.
-bool token_name(std::string_view s, const Token* t, std::size_t n, std::size_t& k, std::string& out) {
+// `part` is scratch (kept by the caller so that a name costs no allocation once it has grown).
+bool token_name(std::string_view s, const Token* t, std::size_t n, std::size_t& k, std::string& out,
+                std::string& part) {
   out.clear();
-  for (int part = 0; part < 3; ++part) {
+  for (int i = 0; i < 3; ++i) {
     if (k >= n) return false;
     const Token& tok = t[k];
-    std::string name;
+    part.clear();
     if (tok.kind == Tok::word) {
-      name.assign(s.substr(tok.begin, tok.end - tok.begin));
-      for (char& ch : name) {
+      part.assign(s.substr(tok.begin, tok.end - tok.begin));
+      for (char& ch : part) {
         if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + ('a' - 'A'));
       }
     } else if (tok.kind == Tok::qident) {
       for (std::size_t j = tok.begin + 1; j + 1 < tok.end; ++j) {
-        name += s[j];
+        part += s[j];
         if (s[j] == '"') ++j;
       }
     } else {
       return false;
     }
-    if (name.size() > kMaxIdentifier) return false;
-    if (part > 0) out += '.';
-    append_name_part(out, name);
+    if (part.size() > kMaxIdentifier) return false;
+    if (i > 0) out += '.';
+    append_name_part(out, part);
     ++k;
     if (k < n && t[k].kind == Tok::dot) {
       ++k;
@@ -1237,29 +1239,31 @@ bool token_name(std::string_view s, const Token* t, std::size_t n, std::size_t& 
 }
 
 // The token rules. Returns false when they do not decide: the parser will.
-bool decide_by_tokens(std::string_view s, const Token* t, std::size_t n, Statement& st) {
+bool decide_by_tokens(std::string_view s, const Token* t, std::size_t n, Statement& st, std::string& part) {
   if (n == 0 || t[0].kind != Tok::word) return false;
   const Kw first = t[0].kw;
+  // `st` may be reused from an earlier text: a statement that writes nothing leaves no object behind.
+  auto decided = [&](StatementClass cls, std::string_view command) {
+    st.objects.clear();
+    set_class(st, cls, command);
+    return true;
+  };
   if (n == 1) {
     switch (first) {
       case Kw::begin:
-        set_class(st, StatementClass::none, "BEGIN");
-        return true;
+        return decided(StatementClass::none, "BEGIN");
       case Kw::commit:
       case Kw::end:
-        set_class(st, StatementClass::none, "COMMIT");
-        return true;
+        return decided(StatementClass::none, "COMMIT");
       case Kw::rollback:
       case Kw::abort_:
-        set_class(st, StatementClass::none, "ROLLBACK");
-        return true;
+        return decided(StatementClass::none, "ROLLBACK");
       default:
         break;
     }
   }
   if (n == 2 && first == Kw::start && t[1].kw == Kw::transaction) {
-    set_class(st, StatementClass::none, "START TRANSACTION");
-    return true;
+    return decided(StatementClass::none, "START TRANSACTION");
   }
   // No other data-modifying or INTO keyword past the leading ones. UPDATE is allowed after FOR / KEY (row
   // locks) and, in INSERT, after DO (ON CONFLICT DO UPDATE): a data-modifying statement inside a statement
@@ -1283,18 +1287,20 @@ bool decide_by_tokens(std::string_view s, const Token* t, std::size_t n, Stateme
     }
     return true;
   };
-  std::string name;
+  // The written relation goes straight into objects[0]: a Statement reused for the next text keeps its
+  // storage.
+  st.objects.resize(1);
+  std::string& name = st.objects[0];
   std::size_t k = 1;
   switch (first) {
     case Kw::select:
     case Kw::with:
       if (!clean_from(1, false)) return false;
-      set_class(st, StatementClass::none, "SELECT");
-      return true;
+      return decided(StatementClass::none, "SELECT");
     case Kw::insert: {
       if (n < 3 || t[1].kw != Kw::into) return false;
       k = 2;
-      if (!token_name(s, t, n, k, name) || k >= n) return false;
+      if (!token_name(s, t, n, k, name, part) || k >= n) return false;
       const Kw next = t[k].kw;
       if (!(t[k].kind == Tok::lparen || next == Kw::values || next == Kw::select || next == Kw::default_ ||
             next == Kw::overriding || next == Kw::as))
@@ -1305,7 +1311,7 @@ bool decide_by_tokens(std::string_view s, const Token* t, std::size_t n, Stateme
     }
     case Kw::update: {
       if (k < n && t[k].kw == Kw::only) ++k;
-      if (!token_name(s, t, n, k, name) || k >= n) return false;
+      if (!token_name(s, t, n, k, name, part) || k >= n) return false;
       if (!(t[k].kw == Kw::set || t[k].kw == Kw::as || t[k].kind == Tok::qident ||
             (t[k].kind == Tok::word && t[k].kw == Kw::none)))
         return false;
@@ -1317,7 +1323,7 @@ bool decide_by_tokens(std::string_view s, const Token* t, std::size_t n, Stateme
       if (n < 3 || t[1].kw != Kw::from) return false;
       k = 2;
       if (k < n && t[k].kw == Kw::only) ++k;
-      if (!token_name(s, t, n, k, name)) return false;
+      if (!token_name(s, t, n, k, name, part)) return false;
       if (k < n &&
           !(t[k].kw == Kw::where || t[k].kw == Kw::using_ || t[k].kw == Kw::as || t[k].kw == Kw::returning ||
             t[k].kind == Tok::qident || (t[k].kind == Tok::word && t[k].kw == Kw::none)))
@@ -1329,7 +1335,6 @@ bool decide_by_tokens(std::string_view s, const Token* t, std::size_t n, Stateme
     default:
       return false;
   }
-  st.objects.push_back(std::move(name));
   return true;
 }
 
@@ -1387,6 +1392,7 @@ std::size_t approx_bytes(const std::vector<Statement>& v) {
 struct Scratch {
   std::vector<Token> toks;
   std::vector<Piece> pieces;
+  std::string name_part;
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -1431,7 +1437,7 @@ void classify_piece(std::string_view sql, std::size_t begin, std::size_t end, st
   Statement& st = out.emplace_back();
   st.offset = begin;
   st.length = end - begin;
-  if (!(lexed && decide_by_tokens(piece, sc.toks.data(), sc.toks.size(), st))) {
+  if (!(lexed && decide_by_tokens(piece, sc.toks.data(), sc.toks.size(), st, sc.name_part))) {
     st.objects.clear();
     decide_conservatively(piece, sc.toks, lexed, st);
   }
@@ -1526,8 +1532,7 @@ void Classifier::classify(std::string_view sql, const SqlPrepared* session, std:
     result = &slot.value;
   } else {
     ++stats_.misses;
-    scratch_.clear();
-    compute(sql, scratch_);
+    compute(sql, scratch_);  // reuses scratch_'s statements and their storage
     if (admit(sql)) {
       remember(sql, scratch_);
     } else {
@@ -1585,7 +1590,13 @@ bool Classifier::try_fast(std::string_view sql, std::vector<Statement>& out) {
     trim(sql, b, e);
     st.offset = b;
     st.length = e - b;
-    if (!decide_by_tokens(sql, sc.toks.data() + p.first_tok, p.last_tok - p.first_tok, st)) return false;
+    // `out` is reused from the previous text (its strings keep their storage): what the token rules never
+    // set starts over.
+    st.superset = Superset::none;
+    st.effect = PreparedEffect::none;
+    st.prepared_name.clear();
+    if (!decide_by_tokens(sql, sc.toks.data() + p.first_tok, p.last_tok - p.first_tok, st, sc.name_part))
+      return false;
   }
   return true;
 }

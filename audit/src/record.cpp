@@ -1,6 +1,7 @@
 // Audit records as one JSON line each: the fixed field order per event and byte-exact string escaping.
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <string>
 
 #include "body.hpp"
@@ -121,6 +122,18 @@ void append_escaped_byte(std::string& out, unsigned char c) {
   out += "\\u00";
   out += hex_digits[c >> 4];
   out += hex_digits[c & 15];
+}
+
+// True when none of the 8 bytes at p needs escaping or a UTF-8 check: each is in 0x20..0x7E and is not '"' or
+// '\\'. Word-at-a-time tests: "has a byte < n" is (x - n*ones) & ~x & high, exact as a yes/no for n <= 0x80.
+bool plain_ascii8(const char* p) {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t high = 0x8080808080808080ULL;
+  std::uint64_t x = 0;
+  std::memcpy(&x, p, sizeof x);
+  auto has_below = [](std::uint64_t v, std::uint64_t n) { return (v - n * ones) & ~v & high; };
+  auto has_byte = [&](std::uint64_t v, std::uint64_t b) { return has_below(v ^ (b * ones), 1); };
+  return ((x & high) | has_below(x, 0x20) | has_byte(x, '"') | has_byte(x, '\\') | has_byte(x, 0x7F)) == 0;
 }
 
 // Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no surrogates, at most
@@ -352,8 +365,11 @@ std::vector<std::string_view> fields_of_event(Event e) {
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
-    // Runs of printable ASCII other than '"' and '\\' (nearly all SQL) are copied whole.
+    // Runs of printable ASCII other than '"' and '\\' (nearly all SQL) are copied whole, found 8 bytes at a
+    // time.
     std::size_t run = i;
+    while (run + 8 <= s.size() && plain_ascii8(s.data() + run))
+      run += 8;
     while (run < s.size()) {
       const auto b = static_cast<unsigned char>(s[run]);
       if (b < 0x20 || b >= 0x7F || b == '"' || b == '\\') break;
@@ -411,37 +427,50 @@ void append_json_string(std::string& out, std::string_view s) {
 
 void append_ts(std::string& out, std::chrono::system_clock::time_point t) {
   // The standard library's calendar (floor, year_month_day, hh_mm_ss) rather than gmtime_r + strftime +
-  // snprintf: one per record, into the record's line (no string of its own).
+  // snprintf, into the record's line (no string of its own). The date and time up to the second change
+  // once a second: each thread keeps the last one it wrote.
   using namespace std::chrono;
   const auto us = floor<microseconds>(t);
-  const auto day = floor<days>(us);
-  const year_month_day ymd(day);
-  const hh_mm_ss hms(us - day);
-  char buf[48];
-  char* at = buf;
-  auto digits = [&](long long v, int n) {
+  const auto sec = floor<seconds>(us);
+  struct Second {
+    std::int64_t since_epoch = 0;
+    std::uint8_t size = 0;  // 0: none yet
+    char text[32] = {};
+  };
+  constinit thread_local Second last;
+  auto digits = [](char* at, long long v, int n) {
     for (int k = n - 1; k >= 0; --k, v /= 10)
       at[k] = static_cast<char>('0' + v % 10);
-    at += n;
+    return at + n;
   };
-  const int y = static_cast<int>(ymd.year());
-  if (y >= 0 && y <= 9999) {
-    digits(y, 4);
-  } else {
-    at = std::to_chars(at, buf + 16, y).ptr;  // as strftime's %Y would: never a made-up date
+  if (last.size == 0 || last.since_epoch != sec.time_since_epoch().count()) {
+    const auto day = floor<days>(sec);
+    const year_month_day ymd(day);
+    const hh_mm_ss hms(sec - day);
+    char* at = last.text;
+    const int y = static_cast<int>(ymd.year());
+    if (y >= 0 && y <= 9999) {
+      at = digits(at, y, 4);
+    } else {
+      at = std::to_chars(at, last.text + 16, y).ptr;  // as strftime's %Y would: never a made-up date
+    }
+    *at++ = '-';
+    at = digits(at, static_cast<unsigned>(ymd.month()), 2);
+    *at++ = '-';
+    at = digits(at, static_cast<unsigned>(ymd.day()), 2);
+    *at++ = 'T';
+    at = digits(at, hms.hours().count(), 2);
+    *at++ = ':';
+    at = digits(at, hms.minutes().count(), 2);
+    *at++ = ':';
+    at = digits(at, hms.seconds().count(), 2);
+    *at++ = '.';
+    last.size = static_cast<std::uint8_t>(at - last.text);
+    last.since_epoch = sec.time_since_epoch().count();
   }
-  *at++ = '-';
-  digits(static_cast<unsigned>(ymd.month()), 2);
-  *at++ = '-';
-  digits(static_cast<unsigned>(ymd.day()), 2);
-  *at++ = 'T';
-  digits(hms.hours().count(), 2);
-  *at++ = ':';
-  digits(hms.minutes().count(), 2);
-  *at++ = ':';
-  digits(hms.seconds().count(), 2);
-  *at++ = '.';
-  digits(hms.subseconds().count(), 6);
+  char buf[40];
+  std::memcpy(buf, last.text, last.size);
+  char* at = digits(buf + last.size, (us - sec).count(), 6);
   *at++ = 'Z';
   out.append(buf, at);
 }
@@ -457,7 +486,15 @@ namespace detail {
 UnnumberedBody unnumbered_body(const Record& r, std::chrono::system_clock::time_point ts,
                                std::string_view instance, std::size_t spare) {
   UnnumberedBody body;
+  render_unnumbered(r, ts, instance, spare, body);
+  return body;
+}
+
+void render_unnumbered(const Record& r, std::chrono::system_clock::time_point ts, std::string_view instance,
+                       std::size_t spare, UnnumberedBody& body) {
   std::string& out = body.text;
+  out.clear();
+  body.seq_at = 0;
   // Keys, ts, numbers and punctuation take under 512 bytes; the strings are mostly written as they are.
   std::size_t size = 512 + spare + r.session.size() + instance.size() + r.identity_members.size();
   for (const auto* s :
@@ -481,7 +518,6 @@ UnnumberedBody unnumbered_body(const Record& r, std::chrono::system_clock::time_
     if (f == f_seq) body.seq_at = out.size();
     write_field(w, static_cast<Field>(f), r, ts, instance);
   }
-  return body;
 }
 
 std::string& number(UnnumberedBody& body, std::uint64_t seq) {

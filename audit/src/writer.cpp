@@ -30,6 +30,26 @@ std::size_t queued_bytes(const detail::UnnumberedBody& body) {
 // Room reserved in a rendered body for its seq's digits and the seal, so neither reallocates it.
 constexpr std::size_t kSpare = 24 + Chain::kSealBytes;
 
+// Written lines go back to the appending threads to render the next records into, so that a record costs no
+// allocation (and no free on a thread other than the one that allocated) once the log is warm. Bounded: by
+// their total size (a batch's worth at a few thousand records a second), and a line of a large statement is
+// freed rather than kept.
+constexpr std::size_t kSpareBytes = std::size_t{1} << 20;
+constexpr std::size_t kSpareLineCapacity = 4096;
+
+// Each appending thread's buffer for the next rendered record. A flag outlives it: an append from a
+// thread_local destructor after it is gone renders into a buffer of its own.
+constinit thread_local bool render_buffer_gone = false;
+struct RenderBuffer {
+  std::string text;
+  ~RenderBuffer() { render_buffer_gone = true; }
+};
+std::string* render_buffer() {
+  if (render_buffer_gone) return nullptr;
+  thread_local RenderBuffer buffer;
+  return &buffer.text;
+}
+
 std::string host_name() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') return host;
@@ -152,7 +172,10 @@ struct AuditLog::Impl {
   Appended append(const Record& r, OnDurable&& cb) {
     const auto ts = r.ts == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now() : r.ts;
     // Rendered here, outside the lock: the writer thread only numbers, seals and writes.
-    detail::UnnumberedBody body = detail::unnumbered_body(r, ts, instance, kSpare);
+    std::string* buffer = render_buffer();
+    detail::UnnumberedBody body;
+    if (buffer != nullptr) body.text = std::move(*buffer);
+    detail::render_unnumbered(r, ts, instance, kSpare, body);
     const std::size_t bytes = queued_bytes(body);
     Appended result;
     bool first_drop = false;
@@ -165,6 +188,7 @@ struct AuditLog::Impl {
                                                     stats.queue_bytes + bytes > cfg.queue_size);
       const bool is_failing = failing.load();
       if (is_failing || full) {
+        if (buffer != nullptr) *buffer = std::move(body.text);  // not queued: the buffer stays this thread's
         if (cfg.on_failure == config::AuditOnFailure::drop) {
           first_drop = dropped_pending++ == 0;
           ++stats.dropped;
@@ -184,6 +208,11 @@ struct AuditLog::Impl {
         urgent = urgent || urgent_now;
         enqueue_dropped_locked();
         result = {AppendStatus::queued, push_locked(std::move(body), std::move(cb))};
+        if (buffer != nullptr && !spare_lines.empty()) {
+          spare_bytes -= spare_lines.back().capacity();
+          *buffer = std::move(spare_lines.back());
+          spare_lines.pop_back();
+        }
       }
     }
     if (result.ok()) {
@@ -363,8 +392,14 @@ struct AuditLog::Impl {
     written_hash = chain.last_hash();
     const std::size_t n = batch.size();
     std::size_t bytes = 0;
-    for (const Pending& p : batch)
+    std::size_t returning = 0;
+    for (Pending& p : batch) {
       bytes += p.bytes;
+      if (p.line && p.line->capacity() <= kSpareLineCapacity && returning < kSpareBytes) {
+        returning += p.line->capacity();
+        written_lines.push_back(std::move(*p.line));
+      }
+    }
     batch.clear();
     set_working();
     {
@@ -376,7 +411,13 @@ struct AuditLog::Impl {
       stats.chain_head = to_hex(written_hash);
       handled_seq = std::max(handled_seq, written_seq);
       enqueue_dropped_locked();
+      for (std::string& line : written_lines) {
+        if (spare_bytes + line.capacity() > kSpareBytes) break;
+        spare_bytes += line.capacity();
+        spare_lines.push_back(std::move(line));
+      }
     }
+    written_lines.clear();
     handled_cv.notify_all();
   }
 
@@ -511,11 +552,15 @@ struct AuditLog::Impl {
   bool writer_idle = false;  // the writer sleeps until something is queued: the next append wakes it
   bool urgent = false;       // something queued must not wait for write_delay
   bool busy = false;         // writer thread only: records came in the last write_delay
-  std::atomic<bool> failing{false};
   Stats stats;
+  std::vector<std::string> spare_lines;  // written lines, for the appending threads to render into
+  std::size_t spare_bytes = 0;           // their capacity
+  // Read by every session for every statement: a cache line of its own, apart from what the lock guards.
+  alignas(64) std::atomic<bool> failing{false};
 
   // Writer thread only.
-  std::deque<Pending> batch;
+  alignas(64) std::deque<Pending> batch;
+  std::vector<std::string> written_lines;  // on their way to spare_lines
   std::vector<std::string_view> file_lines;
   std::uint64_t file_done = 0, out_done = 0, sys_done = 0;  // last seq each sink has
   std::uint64_t written_seq = 0;

@@ -396,15 +396,19 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
     enqueue(std::move(p));
     return true;
   }
-  auto r = std::make_unique<audit::Record>();
+  std::unique_ptr<audit::Record> r = take_record();
   p.identity = identity_text();
   r->identity_members = *p.identity;
   r->protocol = extended ? "extended" : "simple";
-  r->command = std::string(s.command);
-  r->statement_class = std::string(class_text(s.cls));
+  r->command = s.command;
+  r->statement_class = class_text(s.cls);
   r->objects = s.objects;
-  r->statement =
-      settings_.literals == config::AuditLiterals::redact ? audit::redact_literals(text) : std::string(text);
+  if (settings_.literals == config::AuditLiterals::redact) {
+    r->statement = audit::redact_literals(text);
+  } else {
+    if (!r->statement) r->statement.emplace();
+    r->statement->assign(text);
+  }
   r->params = std::move(params);
   r->in_transaction = in_transaction;
   const std::size_t bytes = r->statement->size();
@@ -639,9 +643,25 @@ void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_vi
   if (!sqlstate.empty()) r.sqlstate = std::string(sqlstate);
   r.duration_us = duration;
   const bool ok = append(r, true);
-  p.record.reset();
+  keep_record(std::move(p.record));
   p.identity.reset();
   if (!ok) broken_ = true;
+}
+
+std::unique_ptr<audit::Record> SessionAudit::take_record() {
+  if (!spare_record_) return std::make_unique<audit::Record>();
+  return std::move(spare_record_);
+}
+
+void SessionAudit::keep_record(std::unique_ptr<audit::Record> r) {
+  // Every member back to its default except the statement text and the objects, which push_statement()
+  // always assigns: assigned over, their strings keep their storage.
+  std::optional<std::string> statement = std::move(r->statement);
+  std::vector<std::string> objects = std::move(r->objects);
+  *r = audit::Record{};
+  r->statement = std::move(statement);
+  r->objects = std::move(objects);
+  spare_record_ = std::move(r);
 }
 
 void SessionAudit::pop_front() {

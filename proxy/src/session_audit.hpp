@@ -136,6 +136,9 @@ class SessionAudit {
   void enqueue(Pending&& p);
   bool in_transaction_for(const audit::Statement& s, std::string_view text);
   void complete(Pending& p, std::string_view outcome, std::string_view tag, std::string_view sqlstate);
+  // A statement record: the one the last completed statement left, else a new one.
+  std::unique_ptr<audit::Record> take_record();
+  void keep_record(std::unique_ptr<audit::Record> r);
   void pop_front();
   void skip_to_sync(bool extended);
   void transaction_ended(std::string_view command, std::string_view outcome);
@@ -170,6 +173,9 @@ class SessionAudit {
   // A ring, so that a session in steady state queues and answers without allocating; it shrinks back
   // when it empties after a deep pipeline.
   boost::circular_buffer<Pending> pending_;
+  // One completed statement's record, kept for the next: its statement text and objects keep their storage,
+  // so a session that runs one statement at a time builds its records without allocating.
+  std::unique_ptr<audit::Record> spare_record_;
   std::size_t pending_bytes_ = 0;
   std::size_t prepare_effects_in_flight_ = 0;
   std::string unnamed_statement_;

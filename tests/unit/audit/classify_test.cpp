@@ -285,6 +285,41 @@ TEST(Classify, SupersetReasonsAreMarked) {
   EXPECT_EQ(c.classify("INSERT INTO t VALUES (1)")[0].superset, Superset::none);
 }
 
+// The classifier and its caller reuse their statements from one text to the next (no allocation per
+// never-seen text): nothing of an earlier text may show through.
+TEST(Classify, NothingCarriesOverFromTheTextBefore) {
+  Classifier c;
+  std::vector<Statement> out;
+  auto objects_of = [&](std::string_view sql) {
+    c.classify(sql, nullptr, out);
+    std::vector<std::vector<std::string>> all;
+    for (const Statement& st : out)
+      all.push_back(st.objects);
+    return all;
+  };
+  using Objects = std::vector<std::vector<std::string>>;
+  EXPECT_EQ(objects_of("UPDATE public.pgbench_accounts SET abalance = 1 WHERE aid = 7"),
+            (Objects{{"public.pgbench_accounts"}}));
+  EXPECT_EQ(objects_of("SELECT abalance FROM pgbench_accounts WHERE aid = 7"), (Objects{{}}));
+  EXPECT_EQ(objects_of("BEGIN"), (Objects{{}}));
+  EXPECT_EQ(objects_of("INSERT INTO h VALUES (1); DELETE FROM \"Obs\" WHERE id = 2"),
+            (Objects{{"h"}, {"\"Obs\""}}));
+  EXPECT_EQ(objects_of("SELECT 1; UPDATE t SET a = 2"), (Objects{{}, {"t"}}));
+  EXPECT_EQ(objects_of("UPDATE tt SET a = 2"), (Objects{{"tt"}}));
+  // A full parse's superset and a PREPARE's effect do not stay on the statement the token path fills next.
+  c.classify("PREPARE p AS UPDATE t SET a = 1", nullptr, out);
+  EXPECT_EQ(out[0].effect, PreparedEffect::prepare);
+  c.classify("UPDATE t2 SET a = 3", nullptr, out);
+  EXPECT_EQ(out[0].effect, PreparedEffect::none);
+  EXPECT_TRUE(out[0].prepared_name.empty());
+  c.classify("WITH d AS (DELETE FROM t RETURNING 1) SELECT * FROM d", nullptr, out);
+  EXPECT_EQ(out[0].superset, Superset::modifying_with);
+  c.classify("SELECT 2", nullptr, out);
+  EXPECT_EQ(out[0].superset, Superset::none);
+  EXPECT_EQ(out[0].command, "SELECT");
+  EXPECT_EQ(out[0].cls, StatementClass::none);
+}
+
 TEST(SqlPreparedTest, RemembersOnlyCompletedStatements) {
   Classifier c;
   SqlPrepared s;

@@ -274,6 +274,21 @@ TEST(AuditRecord, NastyStringsAreEscapedByteExactly) {
   EXPECT_EQ(json("\xed\xa0\x80"), R"("\u00ed\u00a0\u0080")");            // surrogate
   EXPECT_EQ(json("\xf4\x90\x80\x80"), R"("\u00f4\u0090\u0080\u0080")");  // above U+10FFFF
   EXPECT_EQ(json("\xe2\x82"), R"("\u00e2\u0082")");
+  // Plain runs are found 8 bytes at a time: a byte that needs escaping is seen at every offset of a word,
+  // and escaped as it is alone.
+  for (int b = 0; b < 256; ++b) {
+    const auto c = static_cast<char>(b);
+    const bool plain = b >= 0x20 && b < 0x7F && c != '"' && c != '\\';
+    const std::string alone = json(std::string(1, c));
+    const std::string escaped = alone.substr(1, alone.size() - 2);
+    if (plain) continue;
+    for (std::size_t at = 0; at < 20; ++at) {
+      const std::string before(at, 'a');
+      const std::string after(19 - at, 'z');
+      EXPECT_EQ(json(before + c + after), "\"" + before + escaped + after + "\"")
+          << "byte " << b << " at " << at;
+    }
+  }
   // Every byte value round-trips through the verify reader into a well-formed line.
   std::string all;
   for (int b = 0; b < 256; ++b)
