@@ -31,9 +31,8 @@ std::size_t queued_bytes(const detail::UnnumberedBody& body) {
 constexpr std::size_t kSpare = 24 + Chain::kSealBytes;
 
 // Written lines go back to the appending threads to render the next records into, so that a record costs no
-// allocation (and no free on a thread other than the one that allocated) once the log is warm. Bounded: by
-// their total size (a batch's worth at a few thousand records a second), and a line of a large statement is
-// freed rather than kept.
+// allocation once the log is warm. Bounded: by their total size (a batch's worth at a few thousand records a
+// second), and a line longer than kSpareLineCapacity is freed rather than kept, here or on a refused append.
 constexpr std::size_t kSpareBytes = std::size_t{1} << 20;
 constexpr std::size_t kSpareLineCapacity = 4096;
 
@@ -188,7 +187,8 @@ struct AuditLog::Impl {
                                                     stats.queue_bytes + bytes > cfg.queue_size);
       const bool is_failing = failing.load();
       if (is_failing || full) {
-        if (buffer != nullptr) *buffer = std::move(body.text);  // not queued: the buffer stays this thread's
+        // Not queued: the buffer stays this thread's, unless a large statement grew it.
+        if (buffer != nullptr && body.text.capacity() <= kSpareLineCapacity) *buffer = std::move(body.text);
         if (cfg.on_failure == config::AuditOnFailure::drop) {
           first_drop = dropped_pending++ == 0;
           ++stats.dropped;

@@ -36,6 +36,8 @@ constexpr std::size_t max_named_bytes = std::size_t{64} << 20;
 // Answers awaited: the ring keeps room for this many between transactions, more only while a pipeline needs
 // it.
 constexpr std::size_t pending_ring_kept = 64;
+// The largest statement text whose storage a session keeps for its next record.
+constexpr std::size_t kept_statement_capacity = 4096;
 
 // The number at the end of a command tag ("INSERT 0 5", "UPDATE 3", "COPY 7"), if any.
 std::optional<std::int64_t> rows_of(std::string_view tag) {
@@ -655,8 +657,10 @@ std::unique_ptr<audit::Record> SessionAudit::take_record() {
 
 void SessionAudit::keep_record(std::unique_ptr<audit::Record> r) {
   // Every member back to its default except the statement text and the objects, which push_statement()
-  // always assigns: assigned over, their strings keep their storage.
+  // always assigns: assigned over, their strings keep their storage. Not the storage of a large statement:
+  // an idle session would hold it.
   std::optional<std::string> statement = std::move(r->statement);
+  if (statement && statement->capacity() > kept_statement_capacity) statement.reset();
   std::vector<std::string> objects = std::move(r->objects);
   *r = audit::Record{};
   r->statement = std::move(statement);

@@ -672,6 +672,30 @@ TEST(AuditWriter, QueueFullWithBlockRefuses) {
   EXPECT_EQ(r.chains[0].records, 5U);
 }
 
+// A record refused for its size must not leave its size behind: the thread's next records are rendered into
+// a buffer of their own size and fit.
+TEST(AuditWriter, ARefusedLargeRecordDoesNotCrowdOutTheNextOnes) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  s.queue_size = 64 * 1024;
+  auto gate = std::make_shared<Gate>();
+  {
+    AuditLog log(s, {{}, [gate](std::string_view op) { return (*gate)(op); }, "/dev/log"});
+    ASSERT_EQ(log.append(statement(0)).status,
+              AppendStatus::queued);  // held by the gate: the queue is not empty
+    Record large = statement(1);
+    large.statement = std::string(200 * 1024, 'x');
+    EXPECT_EQ(log.append(large).status, AppendStatus::queue_full);
+    for (int i = 2; i < 6; ++i)
+      EXPECT_EQ(log.append(statement(i)).status, AppendStatus::queued) << i;
+    gate->release();
+    ASSERT_TRUE(log.flush(10s));
+  }
+  auto r = verify_files({dir / "a.jsonl"});
+  ASSERT_TRUE(r.ok()) << problem(r);
+  EXPECT_EQ(r.chains[0].records, 5U);
+}
+
 TEST(AuditWriter, QueueFullWithDropCountsAndRecordsTheDrop) {
   TempDir dir;
   auto s = settings(dir / "a.jsonl");
