@@ -392,13 +392,9 @@ struct AuditLog::Impl {
     written_hash = chain.last_hash();
     const std::size_t n = batch.size();
     std::size_t bytes = 0;
-    std::size_t returning = 0;
     for (Pending& p : batch) {
       bytes += p.bytes;
-      if (p.line && p.line->capacity() <= kSpareLineCapacity && returning < kSpareBytes) {
-        returning += p.line->capacity();
-        written_lines.push_back(std::move(*p.line));
-      }
+      if (p.line && p.line->capacity() <= kSpareLineCapacity) written_lines.push_back(std::move(*p.line));
     }
     batch.clear();
     set_working();
