@@ -23,6 +23,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -74,18 +75,25 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
   co_await t.async_wait(use_tuple);
 }
 
-// Reads until `want` bytes came, waiting the way the relay does: a readiness wait only when TLS holds
-// nothing.
+// One read as the relay makes it: a readiness wait only when TLS holds nothing, again after a wakeup that
+// found nothing. Some bytes, or how the stream ended.
+asio::awaitable<std::pair<error_code, std::size_t>> read_next(Stream& s, std::span<std::uint8_t> buf) {
+  for (;;) {
+    if (!s.has_pending()) {
+      auto [ec] = co_await s.async_wait_readable(wait_token);
+      if (ec) co_return std::pair{ec, std::size_t{0}};
+    }
+    auto [ec, n] = s.try_read(buf);
+    if (!Stream::must_wait(ec)) co_return std::pair{ec, n};
+  }
+}
+
+// Reads until `want` bytes came.
 asio::awaitable<std::string> read_exactly(Stream& s, std::size_t want, std::size_t chunk = 4096) {
   std::string got;
   std::vector<std::uint8_t> buf(chunk);
   while (got.size() < want) {
-    if (!s.has_pending()) {
-      auto [ec] = co_await s.async_wait_readable(wait_token);
-      if (ec) throw boost::system::system_error(ec);
-    }
-    auto [ec, n] = s.try_read(buf);
-    if (Stream::must_wait(ec)) continue;
+    auto [ec, n] = co_await read_next(s, buf);
     if (ec) throw boost::system::system_error(ec);
     got.append(reinterpret_cast<const char*>(buf.data()), n);
   }
@@ -151,6 +159,7 @@ TEST(StreamWait, AWaitIsCancelledAndClosed) {
   asio::io_context io(1);
   auto [ours, peer] = connected_pair(io);
   Stream s(std::move(ours));
+  asio::cancellation_signal stop;  // outlives the body: its emitter may run after a failed body ends
   run_bounded(io, [&]() -> asio::awaitable<void> {
     // Two waits that the socket's events complete first.
     for (const char* byte : {"a", "b"}) {
@@ -170,7 +179,6 @@ TEST(StreamWait, AWaitIsCancelledAndClosed) {
       co_return error_code{};
     };
     // Cancelled through its slot, as the relay stops a pump.
-    asio::cancellation_signal stop;
     asio::co_spawn(
         co_await asio::this_coro::executor,
         [&stop]() -> asio::awaitable<void> {
@@ -193,17 +201,12 @@ TEST(StreamWait, AWaitIsCancelledAndClosed) {
   });
 }
 
-// Reads (waiting as the relay does) until the stream ends; the bytes and how it ended.
+// Reads until the stream ends; the bytes and how it ended.
 asio::awaitable<std::pair<std::string, error_code>> read_to_end(Stream& s) {
   std::string got;
   std::array<std::uint8_t, 4096> buf{};
   for (;;) {
-    if (!s.has_pending()) {
-      auto [ec] = co_await s.async_wait_readable(wait_token);
-      if (ec) co_return std::pair{got, ec};
-    }
-    auto [ec, n] = s.try_read(buf);
-    if (Stream::must_wait(ec)) continue;
+    auto [ec, n] = co_await read_next(s, buf);
     if (ec) co_return std::pair{got, ec};
     got.append(reinterpret_cast<const char*>(buf.data()), n);
   }
