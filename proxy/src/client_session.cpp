@@ -30,6 +30,18 @@ using pool::Request;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // For the relay's waits: awaited as an operation, with no coroutine frame of its own.
 constexpr auto wait_token = asio::as_tuple(asio::deferred);
+// A run of input bytes forwarded as they are, [start, end): takes the message at `offset` when it is the
+// first or follows the run directly; false when it does not (the batch must be copied from here on).
+bool extend_run(std::size_t& start, std::size_t& end, std::size_t offset, std::size_t size) {
+  if (end == start) {
+    start = offset;
+    end = offset + size;
+    return true;
+  }
+  if (end != offset) return false;
+  end += size;
+  return true;
+}
 // Read buffers start here and grow only for a message that must be seen whole (up to max_packet_size).
 constexpr std::size_t io_buffer_size = protocol::Buffer::recycled_capacity;
 // SASL and password messages are tiny; anything bigger before authentication is refused.
@@ -1013,6 +1025,8 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   if (!in_relay_ || db_ == nullptr) return;
   const auto& p = db_->pool;
   auto idle_for = now - last_activity_;
+  // Busy clients keep OpenSSL's record buffers; one idle for a second gives them back (see relay()).
+  if (idle_for >= std::chrono::seconds(1)) client_.release_buffers();
   bool attached = server_conn_ != nullptr;
   bool in_transaction = attached && server_conn_->tracker.idle() &&
                         server_conn_->tracker.status() != backend::TransactionStatus::idle;
@@ -1034,6 +1048,7 @@ void ClientSession::stop_relay(SessionEnd reason) {
 
 asio::awaitable<SessionEnd> ClientSession::relay() {
   in_relay_ = true;
+  client_.release_buffers();  // the login's: a client may idle from here on
   last_activity_ = pool::Clock::now();
   if (draining_ && !server_.handing_over() && idle_point()) {
     in_relay_ = false;
@@ -1056,6 +1071,10 @@ asio::awaitable<SessionEnd> ClientSession::relay() {
 }
 
 void ClientSession::start_backend() {
+  if (backend_park_ != nullptr) {
+    backend_park_->cancel();
+    return;
+  }
   backend_running_ = true;
   spawn_stoppable(worker_.io().get_executor(), backend_task(shared_from_this()), "server relay",
                   backend_stop_);
@@ -1255,15 +1274,7 @@ void ClientSession::detach_and_release(bool reusable) {
 void ClientSession::emit_wire(Bytes wire) {
   std::size_t offset = static_cast<std::size_t>(wire.data() - client_in_.readable().data());
   if (!rewriting_) {
-    if (range_end_ == range_start_) {
-      range_start_ = offset;
-      range_end_ = offset + wire.size();
-      return;
-    }
-    if (range_end_ == offset) {
-      range_end_ += wire.size();
-      return;
-    }
+    if (extend_run(range_start_, range_end_, offset, wire.size())) return;
     emit_replaced();
   }
   server_out_.insert(server_out_.end(), wire.begin(), wire.end());
@@ -1696,10 +1707,10 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
     pos += item.wire.size();
   }
   if (server_conn_) {
-    // The server side starts only now that this batch's requests are on the tracker: it may run inline up to
-    // its first wait (bytes TLS already holds), and with an empty tracker it would take the connection for
-    // idle and release it under this batch. Before the write all the same: a server answering a long
-    // pipeline must be read while the rest of it is written.
+    // The server side starts (or, parked, is woken) only now that this batch's requests are on the tracker:
+    // a new one may run inline up to its first wait (bytes TLS already holds), and with an empty tracker it
+    // would take the connection for idle and release it under this batch. Before the write all the same: a
+    // server answering a long pipeline must be read while the rest of it is written.
     if (attached_now) start_backend();
     std::span<const std::uint8_t> bytes =
         rewriting_ ? std::span<const std::uint8_t>(server_out_)
@@ -1745,205 +1756,218 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
 }
 
 asio::awaitable<SessionEnd> ClientSession::backend_pump() {
-  auto conn = server_conn_;
-  auto& tracker = conn->tracker;
   const auto& extra = db_->pool.track_extra_parameters;
+  // Between transactions (transaction and statement modes) the pump parks on `park` until start_backend()
+  // wakes it for the next attach: spawning a pump per attach cost about eight allocations. Parked for a
+  // second without one, it ends, so that a client gone idle keeps no frame of it.
+  asio::steady_timer park(worker_.io());
+  struct Unpark {
+    asio::steady_timer*& at;
+    ~Unpark() { at = nullptr; }
+  } unpark{backend_park_};
   for (;;) {
-    if (backend_stopping_) co_return SessionEnd::none;
-    if (server_in_.empty()) server_in_.release_if_empty();
-    if (!conn->stream.has_pending()) {
-      if (auto [ec] = co_await conn->stream.async_wait_readable(wait_token); ec) {
+    while (!server_conn_) {
+      if (backend_stopping_) co_return SessionEnd::none;
+      park.expires_after(std::chrono::seconds(1));
+      backend_park_ = &park;
+      auto [ec] = co_await park.async_wait(wait_token);
+      backend_park_ = nullptr;
+      if (!ec && !server_conn_) co_return SessionEnd::none;
+    }
+    // One attached connection, from here until it goes back to the pool (`break`).
+    auto conn = server_conn_;
+    auto& tracker = conn->tracker;
+    for (;;) {
+      if (backend_stopping_) co_return SessionEnd::none;
+      if (server_in_.empty()) server_in_.release_if_empty();
+      if (!conn->stream.has_pending()) {
+        if (auto [ec] = co_await conn->stream.async_wait_readable(wait_token); ec) {
+          co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
+        }
+      }
+      server_in_.reserve(std::max(server_in_.size() + 1, io_buffer_size));
+      auto [ec, n] = conn->stream.try_read(server_in_.writable());
+      if (tls::Stream::must_wait(ec))
+        std::tie(ec, n) = co_await conn->stream.read_some(server_in_.writable());
+      if (ec) {
+        if (!tls::is_expected_disconnect(ec)) log_.warn("server read failed: {}", ec.message());
         co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
       }
-    }
-    server_in_.reserve(std::max(server_in_.size() + 1, io_buffer_size));
-    auto [ec, n] = conn->stream.try_read(server_in_.writable());
-    if (tls::Stream::must_wait(ec)) std::tie(ec, n) = co_await conn->stream.read_some(server_in_.writable());
-    if (ec) {
-      if (!tls::is_expected_disconnect(ec)) log_.warn("server read failed: {}", ec.message());
-      co_return tls::is_expected_disconnect(ec) ? SessionEnd::server_closed : SessionEnd::server_io_error;
-    }
-    server_in_.commit(n);
-    Bytes data = server_in_.readable();
-    std::size_t pos = 0;
-    std::size_t needed = 0;
-    std::size_t seg_start = 0, seg_end = 0;  // the run of server bytes going to the client unchanged
-    bool copying = false;
-    scratch_.clear();
-    SessionEnd stop = SessionEnd::none;
-    auto to_copy_mode = [&] {
-      if (copying) return;
-      scratch_.insert(scratch_.end(), data.begin() + static_cast<std::ptrdiff_t>(seg_start),
-                      data.begin() + static_cast<std::ptrdiff_t>(seg_end));
-      copying = true;
-    };
-    auto pass = [&](Bytes wire) {
-      std::size_t offset = static_cast<std::size_t>(wire.data() - data.data());
-      if (!copying) {
-        if (seg_end == seg_start) {
-          seg_start = offset;
-          seg_end = offset + wire.size();
-          return;
+      server_in_.commit(n);
+      Bytes data = server_in_.readable();
+      std::size_t pos = 0;
+      std::size_t needed = 0;
+      std::size_t seg_start = 0, seg_end = 0;  // the run of server bytes going to the client unchanged
+      bool copying = false;
+      scratch_.clear();
+      SessionEnd stop = SessionEnd::none;
+      auto to_copy_mode = [&] {
+        if (copying) return;
+        scratch_.insert(scratch_.end(), data.begin() + static_cast<std::ptrdiff_t>(seg_start),
+                        data.begin() + static_cast<std::ptrdiff_t>(seg_end));
+        copying = true;
+      };
+      auto pass = [&](Bytes wire) {
+        std::size_t offset = static_cast<std::size_t>(wire.data() - data.data());
+        if (!copying) {
+          if (extend_run(seg_start, seg_end, offset, wire.size())) return;
+          to_copy_mode();
         }
-        if (seg_end == offset) {
-          seg_end += wire.size();
-          return;
+        scratch_.insert(scratch_.end(), wire.begin(), wire.end());
+      };
+      while (pos < data.size()) {
+        auto item = server_scan_.next(data.subspan(pos), backend_body_needed);
+        if (item.kind == Scanner::Kind::need_more) {
+          needed = item.needed;
+          break;
         }
-        to_copy_mode();
-      }
-      scratch_.insert(scratch_.end(), wire.begin(), wire.end());
-    };
-    while (pos < data.size()) {
-      auto item = server_scan_.next(data.subspan(pos), backend_body_needed);
-      if (item.kind == Scanner::Kind::need_more) {
-        needed = item.needed;
-        break;
-      }
-      if (item.kind == Scanner::Kind::error) {
-        violation_ = std::string(describe(item.error));
-        stop = SessionEnd::server_protocol_violation;
-        break;
-      }
-      if (item.kind == Scanner::Kind::passthrough && !item.starts_message) {
-        if (streaming_to_client_) pass(item.wire);
-        pos += item.wire.size();
-        continue;
-      }
-      char type = item.header.type;
-      if (!backend::is_known_type(type)) {
-        violation_ = std::string("invalid backend message type ") + std::to_string(static_cast<int>(type));
-        stop = SessionEnd::server_protocol_violation;
-        break;
-      }
-      Bytes body = item.kind == Scanner::Kind::message ? item.body : Bytes{};
-      auto v = tracker.on_message(type, body, due_, failed_tags_);
-      if (v.violation) {
-        violation_ = v.why;
-        stop = SessionEnd::server_protocol_violation;
-        break;
-      }
-      for (auto tag : failed_tags_)
-        conn->statements.remove_tag(tag);
-      failed_tags_.clear();
-      if (audit_ && (v.to_client || !v.instead.empty())) {
-        audit_->on_backend(type, v.instead.empty() ? body : v.instead.subspan(typed_header_size));
-      }
-      if (type == backend::parameter_status) {
-        backend::ParameterStatus ps;
-        if (decode(body, ps) == Error::none) {
-          conn->set_parameter(ps.name, ps.value);
-          if (v.to_client && is_tracked(ps.name, extra)) {
-            settings_.put(ps.name, ps.value);
-          }
-          if (audit_ && v.to_client) {
-            if (ps.name == "application_name") audit_->set_application_name(ps.value);
-            audit_->on_parameter(ps.name, ps.value);
-          }
+        if (item.kind == Scanner::Kind::error) {
+          violation_ = std::string(describe(item.error));
+          stop = SessionEnd::server_protocol_violation;
+          break;
         }
-      } else if (type == backend::ready_for_query && v.to_client) {
-        count_ready(body, tracker.idle());
-      } else if (type == backend::command_complete) {
-        backend::CommandComplete cc;
-        if (decode(body, cc) == Error::none) {
-          if (cc.tag == "DISCARD ALL" || cc.tag == "DEALLOCATE ALL") {
-            // Gone on the server for everyone; the client that asked loses its names too, as it would
-            // directly.
-            conn->statements.clear();
-            if (cc.tag == "DISCARD ALL") {
-              conn->applied.clear();
-              conn->settings_key.clear();
+        if (item.kind == Scanner::Kind::passthrough && !item.starts_message) {
+          if (streaming_to_client_) pass(item.wire);
+          pos += item.wire.size();
+          continue;
+        }
+        char type = item.header.type;
+        if (!backend::is_known_type(type)) {
+          violation_ = std::string("invalid backend message type ") + std::to_string(static_cast<int>(type));
+          stop = SessionEnd::server_protocol_violation;
+          break;
+        }
+        Bytes body = item.kind == Scanner::Kind::message ? item.body : Bytes{};
+        auto v = tracker.on_message(type, body, due_, failed_tags_);
+        if (v.violation) {
+          violation_ = v.why;
+          stop = SessionEnd::server_protocol_violation;
+          break;
+        }
+        for (auto tag : failed_tags_)
+          conn->statements.remove_tag(tag);
+        failed_tags_.clear();
+        if (audit_ && (v.to_client || !v.instead.empty())) {
+          audit_->on_backend(type, v.instead.empty() ? body : v.instead.subspan(typed_header_size));
+        }
+        if (type == backend::parameter_status) {
+          backend::ParameterStatus ps;
+          if (decode(body, ps) == Error::none) {
+            conn->set_parameter(ps.name, ps.value);
+            if (v.to_client && is_tracked(ps.name, extra)) {
+              settings_.put(ps.name, ps.value);
             }
-            if (v.to_client) statements_.clear();
+            if (audit_ && v.to_client) {
+              if (ps.name == "application_name") audit_->set_application_name(ps.value);
+              audit_->on_parameter(ps.name, ps.value);
+            }
           }
+        } else if (type == backend::ready_for_query && v.to_client) {
+          count_ready(body, tracker.idle());
+        } else if (type == backend::command_complete) {
+          backend::CommandComplete cc;
+          if (decode(body, cc) == Error::none) {
+            if (cc.tag == "DISCARD ALL" || cc.tag == "DEALLOCATE ALL") {
+              // Gone on the server for everyone; the client that asked loses its names too, as it would
+              // directly.
+              conn->statements.clear();
+              if (cc.tag == "DISCARD ALL") {
+                conn->applied.clear();
+                conn->settings_key.clear();
+              }
+              if (v.to_client) statements_.clear();
+            }
+          }
+        } else if (type == backend::error_response && !v.to_client && v.instead.empty()) {
+          // One of pgwarden's own requests failed (restoring this client's settings): the client must not go
+          // on with settings it did not ask for.
+          backend::ErrorFields f;
+          decode(body, f);
+          end_detail_ = std::string(f.message);
+          stop = SessionEnd::settings_lost;
+          break;
         }
-      } else if (type == backend::error_response && !v.to_client && v.instead.empty()) {
-        // One of pgwarden's own requests failed (restoring this client's settings): the client must not go on
-        // with settings it did not ask for.
-        backend::ErrorFields f;
-        decode(body, f);
-        end_detail_ = std::string(f.message);
-        stop = SessionEnd::settings_lost;
+        if (!due_.empty()) {
+          to_copy_mode();
+          scratch_.insert(scratch_.end(), due_.begin(), due_.end());
+          due_.clear();
+        }
+        if (!v.instead.empty()) {
+          to_copy_mode();
+          scratch_.insert(scratch_.end(), v.instead.begin(), v.instead.end());
+          streaming_to_client_ = false;
+        } else if (v.to_client) {
+          pass(item.wire);
+          streaming_to_client_ = true;
+        } else {
+          to_copy_mode();
+          streaming_to_client_ = false;
+        }
+        pos += item.wire.size();
+      }
+      std::span<const std::uint8_t> out =
+          copying ? std::span<const std::uint8_t>(scratch_) : data.subspan(seg_start, seg_end - seg_start);
+      if (audit_ && (audit_->must_wait() || audit_->broken())) {
+        // fsync = "every": a result reaches the client only once its outcome record is on disk.
+        if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
+      }
+      // Stopped between operations: what is unsent stays in server_in_, and finish() closes the connection.
+      if (backend_stopping_) co_return SessionEnd::none;
+      if (!out.empty()) {
+        counters_->add(pool::PoolCounter::sent, out.size());
+        bool ok = true;
+        if (outbox_.empty() && !client_writing_) {
+          auto wec = client_.write_now(out);
+          if (tls::Stream::must_wait(wec)) {
+            ok = co_await write_client_direct(out);
+          } else if (wec) {
+            ok = client_write_failed(wec);
+          }
+        } else {
+          outbox_.insert(outbox_.end(), out.begin(), out.end());
+          ok = co_await flush_outbox();
+        }
+        if (!ok) co_return SessionEnd::client_closed;
+      }
+      server_in_.consume(pos);
+      if (stop != SessionEnd::none) co_return stop;
+      if (needed > 0) server_in_.reserve(needed);
+      // Bytes TLS still holds (a notice that came after ReadyForQuery) belong to this client: read them
+      // first.
+      auto answered = [&] {
+        return server_in_.empty() && !server_scan_.mid_message() && tracker.idle() &&
+               !conn->stream.has_pending();
+      };
+      if (!answered()) continue;
+      if (mode_ == config::PoolMode::statement && tracker.status() != backend::TransactionStatus::idle) {
+        co_return SessionEnd::transaction_in_statement_mode;
+      }
+      // Nothing owed either way: the server answered everything and the client is between messages.
+      auto at_boundary = [&] {
+        return answered() && tracker.clean() && !client_scan_.mid_message() && !frontend_writing_;
+      };
+      if (!at_boundary()) continue;
+      if (mode_ != config::PoolMode::session) {
+        // A cancel request on its way to this backend pins it here until it is done (bounded by its timeout).
+        cancel_slot_->set(std::nullopt);
+        bool waited = false;
+        for (int i = 0; conn->cancels_in_flight.load(std::memory_order_acquire) > 0 && i < 5000; ++i) {
+          if (backend_stopping_) co_return SessionEnd::none;  // finish() closes a connection a cancel may hit
+          waited = true;
+          asio::steady_timer t(worker_.io(), std::chrono::milliseconds(2));
+          co_await t.async_wait(use_tuple);
+        }
+        if (waited && !at_boundary()) {
+          // The client sent more meanwhile, on this connection: it is not done with it after all.
+          aim_cancels();
+          continue;
+        }
+        detach_and_release(true);
+        if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
         break;
       }
-      if (!due_.empty()) {
-        to_copy_mode();
-        scratch_.insert(scratch_.end(), due_.begin(), due_.end());
-        due_.clear();
-      }
-      if (!v.instead.empty()) {
-        to_copy_mode();
-        scratch_.insert(scratch_.end(), v.instead.begin(), v.instead.end());
-        streaming_to_client_ = false;
-      } else if (v.to_client) {
-        pass(item.wire);
-        streaming_to_client_ = true;
-      } else {
-        to_copy_mode();
-        streaming_to_client_ = false;
-      }
-      pos += item.wire.size();
-    }
-    std::span<const std::uint8_t> out =
-        copying ? std::span<const std::uint8_t>(scratch_) : data.subspan(seg_start, seg_end - seg_start);
-    if (audit_ && (audit_->must_wait() || audit_->broken())) {
-      // fsync = "every": a result reaches the client only once its outcome record is on disk.
-      if (audit_->broken() || !co_await audit_->durable()) co_return SessionEnd::audit_unavailable;
-    }
-    // Stopped between operations: what is unsent stays in server_in_, and finish() closes the connection.
-    if (backend_stopping_) co_return SessionEnd::none;
-    if (!out.empty()) {
-      counters_->add(pool::PoolCounter::sent, out.size());
-      bool ok = true;
-      if (outbox_.empty() && !client_writing_) {
-        auto wec = client_.write_now(out);
-        if (tls::Stream::must_wait(wec)) {
-          ok = co_await write_client_direct(out);
-        } else if (wec) {
-          ok = client_write_failed(wec);
-        }
-      } else {
-        outbox_.insert(outbox_.end(), out.begin(), out.end());
-        ok = co_await flush_outbox();
-      }
-      if (!ok) co_return SessionEnd::client_closed;
-    }
-    server_in_.consume(pos);
-    if (stop != SessionEnd::none) co_return stop;
-    if (needed > 0) server_in_.reserve(needed);
-    // Bytes TLS still holds (a notice that came after ReadyForQuery) belong to this client: read them first.
-    auto answered = [&] {
-      return server_in_.empty() && !server_scan_.mid_message() && tracker.idle() &&
-             !conn->stream.has_pending();
-    };
-    if (!answered()) continue;
-    if (mode_ == config::PoolMode::statement && tracker.status() != backend::TransactionStatus::idle) {
-      co_return SessionEnd::transaction_in_statement_mode;
-    }
-    // Nothing owed either way: the server answered everything and the client is between messages.
-    auto at_boundary = [&] {
-      return answered() && tracker.clean() && !client_scan_.mid_message() && !frontend_writing_;
-    };
-    if (!at_boundary()) continue;
-    if (mode_ != config::PoolMode::session) {
-      // A cancel request on its way to this backend pins it here until it is done (bounded by its timeout).
-      cancel_slot_->set(std::nullopt);
-      bool waited = false;
-      for (int i = 0; conn->cancels_in_flight.load(std::memory_order_acquire) > 0 && i < 5000; ++i) {
-        if (backend_stopping_) co_return SessionEnd::none;  // finish() closes a connection a cancel may hit
-        waited = true;
-        asio::steady_timer t(worker_.io(), std::chrono::milliseconds(2));
-        co_await t.async_wait(use_tuple);
-      }
-      if (waited && !at_boundary()) {
-        // The client sent more meanwhile, on this connection: it is not done with it after all.
-        aim_cancels();
-        continue;
-      }
-      detach_and_release(true);
       if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
-      co_return SessionEnd::none;
     }
-    if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
   }
 }
 

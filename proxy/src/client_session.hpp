@@ -87,13 +87,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<pool::AcquireResult> acquire_server();
 
   // Relay phase. The client side runs in the session's own coroutine; the server side runs in a coroutine of
-  // its own only while a server connection is attached, so an idle client is one chain of frames waiting
-  // for its socket.
+  // its own from an attach until the client has been without a server connection for a second (it parks
+  // between transactions, so the next attach wakes it rather than spawning one), so an idle client is one
+  // chain of frames waiting for its socket.
   asio::awaitable<SessionEnd> relay();
   asio::awaitable<SessionEnd> frontend_loop();
   asio::awaitable<SessionEnd> frontend_batch();  // reads what the client sent and relays it
   // Ends the relay with `reason` (the first reason wins): interrupts whatever the client side awaits.
   void stop_relay(SessionEnd reason);
+  // Starts the server side, or wakes it where it is parked: server_conn_ is attached and its requests are on
+  // the tracker.
   void start_backend();
   static asio::awaitable<void> backend_task(std::shared_ptr<ClientSession> self);
   asio::awaitable<SessionEnd> backend_pump();
@@ -226,6 +229,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::cancellation_signal* relay_stop_ = nullptr;  // owned by run()'s completion handler, which outlives us
   asio::cancellation_signal* backend_stop_ = nullptr;  // owned by backend_task's completion handler
   asio::steady_timer* backend_joined_ = nullptr;       // join_backend() waits on it
+  asio::steady_timer* backend_park_ = nullptr;         // the server side waits on it between transactions
   bool backend_running_ = false;
   bool backend_stopping_ = false;
   std::unique_ptr<LoginState> login_;  // null once logged in

@@ -347,6 +347,39 @@ def test_client_idle_timeout(env):
     c.close()
 
 
+def test_server_side_is_woken_between_transactions_retires_when_idle_and_ends_with_its_client(env):
+    # Between transactions a client's server side parks until its next attach wakes it, ends after a second
+    # without one, and a client that leaves while it is parked ends its session all the same.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1},
+                    proxy={"workers": 1, "max_client_conn": 2, "max_client_conn_per_address": 2})
+    a = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    b = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    started = time.monotonic()
+    for i in range(50):  # one server connection, handed back and forth: every attach wakes a parked side
+        assert a.execute("SELECT %s::int", (i,)).fetchone()[0] == i
+        assert b.execute("SELECT %s::int + 1000", (i,)).fetchone()[0] == i + 1000
+    # A wake that went missing would show as the park's one-second limit on every transaction.
+    assert time.monotonic() - started < 20
+    time.sleep(1.5)  # past the park limit: both server sides have ended, and the next attach starts anew
+    assert a.execute("SELECT 'after idle'").fetchone()[0] == "after idle"
+    assert b.execute("SELECT 'after idle too'").fetchone()[0] == "after idle too"
+    a.close()  # right after a transaction: its server side is parked
+
+    def third_gets_in():  # max_client_conn = 2: only once a's session has ended
+        try:
+            c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as e:
+            assert "max_client_conn" in str(e)
+            return False
+        assert c.execute("SELECT 3").fetchone()[0] == 3
+        c.close()
+        return True
+
+    wait_until(third_gets_in, timeout=10, what="the session of a client that left while parked to end")
+    assert b.execute("SELECT 2").fetchone()[0] == 2
+    b.close()
+
+
 def test_idle_transaction_timeout_rolls_back(env):
     fresh_table(env.cluster, "idle_tx")
     pgw = env.start(pool={"mode": "transaction", "default_size": 1, "idle_transaction_timeout": "1s"})

@@ -120,9 +120,9 @@ ContextResult make_client_leg_context(const config::ClientTlsSettings& s) {
     return r;
   }
   common_settings(ctx.get(), s.min_version, s.ciphers, s.ciphersuites, "client_tls", r.problems);
-  // Thousands of clients sit idle: each gives its record buffers (about 34 kB) back between messages. Server
-  // connections are few and busy, and keep theirs (no allocation per record).
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
+  // Thousands of clients sit idle, but not SSL_MODE_RELEASE_BUFFERS (record buffers, about 34 kB, given back
+  // after every message: two allocations per transaction): the session gives them back once its client has
+  // been idle for a second (Stream::release_buffers).
   load_certificate_and_key(ctx.get(), s.cert, s.key, "client_tls", r.problems);
   // No session resumption: libpq never resumes, and tickets cost a little per handshake.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);

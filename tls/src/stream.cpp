@@ -287,6 +287,11 @@ bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {
   }
 }
 
+void Stream::release_buffers() noexcept {
+  // 0 while a record is half read or half written: the buffers stay, and a later call frees them.
+  if (ssl_ != nullptr) static_cast<void>(SSL_free_buffers(ssl_));
+}
+
 void Stream::close() noexcept {
   if (!socket_.is_open()) return;
   if (ssl_ != nullptr && SSL_is_init_finished(ssl_)) {
