@@ -1523,37 +1523,39 @@ void Classifier::classify(std::string_view sql, const SqlPrepared* session, std:
   const std::size_t nul = sql.find('\0');
   if (nul != std::string_view::npos) sql = sql.substr(0, nul);
 
-  const std::vector<Statement>* result = nullptr;
-  auto hit = index_.find(sql);
+  const std::size_t hash = std::hash<std::string_view>{}(sql);
+  auto hit = index_.find(Key{sql, hash});
   if (hit != index_.end()) {
     ++stats_.hits;
     Slot& slot = slots_[hit->second];
     slot.referenced = true;
-    result = &slot.value;
+    // Copy out, reusing the caller's storage.
+    out.resize(slot.value.size());
+    for (std::size_t i = 0; i < slot.value.size(); ++i) {
+      const Statement& src = slot.value[i];
+      Statement& dst = out[i];
+      dst.offset = src.offset;
+      dst.length = src.length;
+      dst.cls = src.cls;
+      dst.command = src.command;
+      dst.objects.assign(src.objects.begin(), src.objects.end());
+      dst.superset = src.superset;
+      dst.effect = src.effect;
+      dst.prepared_name.assign(src.prepared_name);
+    }
   } else {
     ++stats_.misses;
-    compute(sql, scratch_);  // reuses scratch_'s statements and their storage
-    if (admit(sql)) {
-      remember(sql, scratch_);
+    // Computed into the caller's storage (its statements' strings keep their capacity): most such texts are
+    // never seen again, and a cached copy is made only when one is.
+    compute(sql, out);
+    if (admit(hash)) {
+      remember(sql, hash, out);
     } else {
       ++stats_.not_admitted;
     }
-    result = &scratch_;
   }
 
-  // Copy out, reusing the caller's storage.
-  out.resize(result->size());
-  for (std::size_t i = 0; i < result->size(); ++i) {
-    const Statement& src = (*result)[i];
-    Statement& dst = out[i];
-    dst.offset = src.offset;
-    dst.length = src.length;
-    dst.cls = src.cls;
-    dst.command = src.command;
-    dst.objects.assign(src.objects.begin(), src.objects.end());
-    dst.superset = src.superset;
-    dst.effect = src.effect;
-    dst.prepared_name.assign(src.prepared_name);
+  for (Statement& dst : out) {
     if (dst.effect == PreparedEffect::execute) {
       const SqlPrepared::Entry* e = session != nullptr ? session->find(dst.prepared_name) : nullptr;
       if (e != nullptr) {
@@ -1651,10 +1653,10 @@ void Classifier::full(std::string_view sql, std::vector<Statement>& out) {
   pg_query_free_split_result(split);
 }
 
-bool Classifier::admit(std::string_view sql) {
+bool Classifier::admit(std::size_t hash) {
   if (limits_.cache_entries == 0) return false;
   if (seen_once_.empty()) seen_once_.assign(std::bit_ceil(limits_.cache_entries), 0);
-  const std::size_t h = std::hash<std::string_view>{}(sql) | 1;  // 0 marks an empty slot
+  const std::size_t h = hash | 1;  // 0 marks an empty slot
   std::size_t& slot = seen_once_[h & (seen_once_.size() - 1)];
   if (slot == h) {
     slot = 0;
@@ -1664,7 +1666,7 @@ bool Classifier::admit(std::string_view sql) {
   return false;
 }
 
-void Classifier::remember(std::string_view sql, const std::vector<Statement>& value) {
+void Classifier::remember(std::string_view sql, std::size_t hash, const std::vector<Statement>& value) {
   if (limits_.cache_entries == 0 || sql.size() > limits_.max_cached_text) return;
   const std::size_t bytes = sizeof(Slot) + sql.size() + approx_bytes(value);
   if (bytes > limits_.cache_bytes) return;
@@ -1681,12 +1683,13 @@ void Classifier::remember(std::string_view sql, const std::vector<Statement>& va
   }
   Slot& slot = slots_[at];
   slot.key.assign(sql);
+  slot.hash = hash;
   slot.value = value;
   slot.bytes = bytes;
   slot.used = true;
   slot.referenced = false;
   bytes_ += bytes;
-  index_.emplace(std::string_view(slot.key), at);
+  index_.emplace(Key{slot.key, hash}, at);
 }
 
 bool Classifier::evict_one() {
@@ -1701,7 +1704,7 @@ bool Classifier::evict_one() {
       slot.referenced = false;
       continue;
     }
-    index_.erase(std::string_view(slot.key));
+    index_.erase(Key{slot.key, slot.hash});
     bytes_ -= slot.bytes;
     std::string().swap(slot.key);
     std::vector<Statement>().swap(slot.value);

@@ -139,6 +139,7 @@ class Classifier {
  private:
   struct Slot {
     std::string key;
+    std::size_t hash = 0;  // of key: the index's, and the admission's
     std::vector<Statement> value;
     std::size_t bytes = 0;
     bool used = false;
@@ -148,17 +149,25 @@ class Classifier {
   void compute(std::string_view sql, std::vector<Statement>& out);
   bool try_fast(std::string_view sql, std::vector<Statement>& out);
   void full(std::string_view sql, std::vector<Statement>& out);
-  bool admit(std::string_view sql);
-  void remember(std::string_view sql, const std::vector<Statement>& value);
+  bool admit(std::size_t hash);
+  void remember(std::string_view sql, std::size_t hash, const std::vector<Statement>& value);
   bool evict_one();
 
   ClassifierLimits limits_;
   Stats stats_;
-  std::vector<Statement> scratch_;
   // CLOCK cache: slots never move (deque), the index holds views of their keys.
   std::deque<Slot> slots_;
   std::vector<std::size_t> free_;
-  std::unordered_map<std::string_view, std::size_t> index_;
+  // A text is hashed once per statement: the lookup, the admission and the insert share it.
+  struct Key {
+    std::string_view text;
+    std::size_t hash;
+    bool operator==(const Key& other) const { return text == other.text; }
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept { return k.hash; }
+  };
+  std::unordered_map<Key, std::size_t, KeyHash> index_;
   // Admission: a text is cached the second time it is seen. Statements with inlined values (psql, pgbench
   // -M simple, psycopg2) are rarely seen twice; caching each would evict the hot ones and cost a copy,
   // an insert and an eviction per statement. One hash per slot; a collision only delays admission.
