@@ -1022,11 +1022,13 @@ void ClientSession::force_close() {
 }
 
 void ClientSession::check_timeouts(pool::Clock::time_point now) {
+  auto idle_for = now - last_activity_;
+  // Busy clients keep OpenSSL's record buffers; one idle for a second gives them back (see relay()), and so
+  // does, every second, a client still logging in (which may stall there for client_login_timeout) or on the
+  // admin console.
+  if (!in_relay_ || idle_for >= std::chrono::seconds(1)) client_.release_buffers();
   if (!in_relay_ || db_ == nullptr) return;
   const auto& p = db_->pool;
-  auto idle_for = now - last_activity_;
-  // Busy clients keep OpenSSL's record buffers; one idle for a second gives them back (see relay()).
-  if (idle_for >= std::chrono::seconds(1)) client_.release_buffers();
   bool attached = server_conn_ != nullptr;
   bool in_transaction = attached && server_conn_->tracker.idle() &&
                         server_conn_->tracker.status() != backend::TransactionStatus::idle;
@@ -1092,6 +1094,9 @@ asio::awaitable<void> ClientSession::backend_task(std::shared_ptr<ClientSession>
     ~Ended() {
       session.backend_running_ = false;
       session.backend_stop_ = nullptr;
+      // Destroyed unresumed with its io_context (a forced exit): the client side's signal and timers may be
+      // gone already.
+      if (session.worker_.tearing_down()) return;
       if (session.backend_joined_ != nullptr) {
         try {
           session.backend_joined_->cancel();
@@ -1964,6 +1969,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         }
         detach_and_release(true);
         if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
+        server_in_.release_if_empty();  // an idle client holds no read buffer
         break;
       }
       if (draining_ && client_in_.empty()) co_return SessionEnd::drained;

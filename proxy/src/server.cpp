@@ -42,6 +42,11 @@ void Worker::start() {
   thread_ = std::thread([this] { io_.run(); });
 }
 
+Worker::~Worker() {
+  janitor_.reset();
+  tearing_down_ = true;
+}
+
 void Worker::stop() {
   guard_.reset();
   io_.stop();

@@ -40,6 +40,9 @@ class MetricsEndpoint;
 class Worker {
  public:
   explicit Worker(std::size_t index) : index_(index), guard_(asio::make_work_guard(io_)) {}
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  ~Worker();
   asio::io_context& io() noexcept { return io_; }
   std::size_t index() const noexcept { return index_; }
 
@@ -49,6 +52,9 @@ class Worker {
   const std::list<ClientSession*>& sessions() const noexcept { return sessions_; }
   // The audit classifier's cache is per thread: no lock on the data path.
   audit::Classifier& classifier() noexcept { return classifier_; }
+  // True once the io_context is being destroyed with sessions still in it (a forced exit): their frames are
+  // destroyed without being resumed, and must not reach into each other.
+  bool tearing_down() const noexcept { return tearing_down_; }
 
   void start();
   void stop();
@@ -60,12 +66,14 @@ class Worker {
   void janitor_step();
 
   std::size_t index_;
+  std::thread thread_;
+  // What the sessions' frames reach when the io_context destroys them outlives it: declared before it.
+  std::list<ClientSession*> sessions_;
+  audit::Classifier classifier_;
+  bool tearing_down_ = false;
+  std::unique_ptr<asio::steady_timer> janitor_;  // reset before the io_context goes (~Worker)
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
-  std::thread thread_;
-  std::list<ClientSession*> sessions_;
-  std::unique_ptr<asio::steady_timer> janitor_;
-  audit::Classifier classifier_;
 };
 
 class Server {

@@ -160,6 +160,9 @@ def test_pools_stats_and_the_debian_exporter_match_the_load(env, tmp_path):
     assert after["total_requests"] == after["total_query_count"]
     assert after["total_received"] > 0 and after["total_sent"] > 0 and after["total_xact_time"] > 0
 
+    # pgbench has closed its connections when it exits, but their sessions end on pgwarden's side a moment
+    # later (the server side of each, parked since its last transaction, is stopped and joined first).
+    wait_until(lambda: show_pool(admin)["cl_active"] == 4, what="pgbench's sessions to end")
     pools = {(r["database"], r["user"]): r for r in show(admin, "POOLS")}
     p = pools[("app", "alice")]
     assert p["cl_active"] == 4 and p["cl_waiting"] == 0
@@ -346,8 +349,11 @@ def test_metrics_endpoint_reports_the_load(env, tmp_path):
                       for st in ("active", "idle", "login"))
         return servers == server_connections(env.cluster)
 
-    # pgbench's last connections may still be closing on the server when it exits.
+    # pgbench's last connections may still be closing on the server when it exits, and its sessions on
+    # pgwarden's side end a moment after it closed them.
     wait_until(servers_match, what="/metrics servers to match pg_stat_activity")
+    wait_until(lambda: scrape() or value("pgwarden_client_connections") == 3, what="pgbench's sessions to end")
+    scrape()
     assert value("pgwarden_pool_clients", database="app", user="alice", state="active") == 3
     assert value("pgwarden_pool_clients", database="app", user="alice", state="waiting") == 0
     assert value("pgwarden_pool_transactions_total", database="app", user="alice") >= 43  # 3 + 40

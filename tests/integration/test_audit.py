@@ -477,3 +477,33 @@ def test_a_deep_pipeline_pairs_every_record_with_its_own_outcome(aenv, logging_c
             assert r["outcome"] == "error" and r["sqlstate"] == "42703", r
         else:
             assert r["outcome"] == "ok" and r["rows"] == 1, r
+
+
+def test_a_second_sigterm_exits_at_once_with_sessions_attached_and_parked(aenv, logging_cluster):
+    # The io_context is destroyed with sessions still in it: one in a transaction (its server side awaits the
+    # server), one between transactions (its server side parked). Their frames go unresumed and must not reach
+    # into each other or into the worker (`scripts/test --asan` sees any that does); the audit log stays whole.
+    logging_cluster.sql("DROP TABLE IF EXISTS forced_exit; CREATE TABLE forced_exit (x int); "
+                        "ALTER TABLE forced_exit OWNER TO alice", db="app")
+    psycopg = pytest.importorskip("psycopg")
+    pgw = start(aenv, proxy={"workers": 2, "shutdown_timeout": "60s"})
+    path = aenv.tmp / "audit" / "audit.jsonl"
+    parked = psycopg.connect(aenv.via(pgw), password="alice-pw", autocommit=True)
+    assert parked.execute("SELECT 1").fetchone()[0] == 1
+    busy = psycopg.connect(aenv.via(pgw), password="alice-pw")
+    busy.execute("INSERT INTO forced_exit VALUES (1)")  # an open transaction: the server connection stays
+    pgw.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert pgw.proc.poll() is None, "the first SIGTERM waits for the clients"
+    pgw.signal(signal.SIGTERM)
+    pgw.proc.wait(20)
+    assert pgw.proc.returncode == 0, pgw.log()[-4000:]
+    assert "second shutdown signal: exiting now" in pgw.log()
+    for c in (parked, busy):
+        c.close()
+    assert logging_cluster.sql("SELECT count(*) FROM forced_exit", db="app") == "0"
+    recs = records(path)
+    assert any(r["event"] == "statement" and r["command"] == "INSERT" for r in recs), recs
+    v = subprocess.run([str(harness.PGWARDEN), "audit", "verify", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -288,8 +288,11 @@ bool Stream::try_write_all(std::span<const std::uint8_t> data) noexcept {
 }
 
 void Stream::release_buffers() noexcept {
-  // 0 while a record is half read or half written: the buffers stay, and a later call frees them.
-  if (ssl_ != nullptr) static_cast<void>(SSL_free_buffers(ssl_));
+  // Only between records: SSL_free_buffers refuses while a record is half read or half written, but before
+  // OpenSSL 3.0.14 (CVE-2024-4741) not while a decrypted record is half read, hence SSL_has_pending; and not
+  // while a handshake is under way.
+  if (ssl_ == nullptr || SSL_is_init_finished(ssl_) != 1 || SSL_has_pending(ssl_) == 1) return;
+  static_cast<void>(SSL_free_buffers(ssl_));
 }
 
 void Stream::close() noexcept {

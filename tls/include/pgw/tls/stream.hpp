@@ -103,8 +103,8 @@ class Stream {
     return socket_.async_wait(tcp::socket::wait_read, std::forward<CompletionToken>(token));
   }
   // Gives OpenSSL's record buffers (about 34 kB) back to the heap; the next read or write takes new ones.
-  // Does nothing while TLS holds bytes either way. Client connections keep theirs while they are busy (no
-  // allocation per message) and give them back once idle.
+  // Does nothing during a handshake or while TLS holds bytes either way. Client connections keep theirs
+  // while they are busy (no allocation per message) and give them back once idle.
   void release_buffers() noexcept;
   // One non-blocking attempt to send a small message (a final ErrorResponse); true if all of it went out.
   bool try_write_all(std::span<const std::uint8_t> data) noexcept;
