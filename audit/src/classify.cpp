@@ -1523,8 +1523,10 @@ void Classifier::classify(std::string_view sql, const SqlPrepared* session, std:
   const std::size_t nul = sql.find('\0');
   if (nul != std::string_view::npos) sql = sql.substr(0, nul);
 
-  const std::size_t hash = std::hash<std::string_view>{}(sql);
-  auto hit = index_.find(Key{sql, hash});
+  // Without a cache (cache_entries = 0) nothing needs the hash.
+  const bool caching = limits_.cache_entries > 0;
+  const std::size_t hash = caching ? std::hash<std::string_view>{}(sql) : 0;
+  auto hit = caching ? index_.find(Key{sql, hash}) : index_.end();
   if (hit != index_.end()) {
     ++stats_.hits;
     Slot& slot = slots_[hit->second];

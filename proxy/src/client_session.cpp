@@ -42,6 +42,9 @@ bool extend_run(std::size_t& start, std::size_t& end, std::size_t offset, std::s
   end += size;
   return true;
 }
+// A client this long without a message gives back what only a busy one keeps: OpenSSL's record buffers and
+// the parked server side.
+constexpr auto idle_release_after = std::chrono::seconds(1);
 // Read buffers start here and grow only for a message that must be seen whole (up to max_packet_size).
 constexpr std::size_t io_buffer_size = protocol::Buffer::recycled_capacity;
 // SASL and password messages are tiny; anything bigger before authentication is refused.
@@ -1026,7 +1029,7 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   // Busy clients keep OpenSSL's record buffers; one idle for a second gives them back (see relay()), and so
   // does, every second, a client still logging in (which may stall there for client_login_timeout) or on the
   // admin console.
-  if (!in_relay_ || idle_for >= std::chrono::seconds(1)) client_.release_buffers();
+  if (!in_relay_ || idle_for >= idle_release_after) client_.release_buffers();
   if (!in_relay_ || db_ == nullptr) return;
   const auto& p = db_->pool;
   bool attached = server_conn_ != nullptr;
@@ -1773,7 +1776,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
   for (;;) {
     while (!server_conn_) {
       if (backend_stopping_) co_return SessionEnd::none;
-      park.expires_after(std::chrono::seconds(1));
+      park.expires_after(idle_release_after);
       backend_park_ = &park;
       auto [ec] = co_await park.async_wait(wait_token);
       backend_park_ = nullptr;
