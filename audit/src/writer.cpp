@@ -1,5 +1,6 @@
 // The audit writer: a bounded queue filled by the I/O threads, drained in batches (group commit) by one
 // thread.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,7 +118,10 @@ struct AuditLog::Impl {
     const auto now = steady::now();
     last_sync = now;
     next_checkpoint = now + cfg.checkpoint_interval;
-    thread = std::thread([this] { run(); });
+    thread = std::thread([this] {
+      pthread_setname_np(pthread_self(), "pgw-audit");
+      run();
+    });
   }
 
   static Hasher read_key(const config::AuditSettings& s) {

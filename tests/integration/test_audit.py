@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -251,6 +252,17 @@ def test_login_events(aenv):
     assert [r["tls"] for r in refused if r["sqlstate"] == "28000"] == [None]
     connect = [r for r in recs if r["event"] == "connect"]
     assert len(connect) == 1 and connect[0]["client_addr"] == "127.0.0.1"
+
+
+def test_threads_are_named_for_operators(aenv):
+    # top -H, perf and /proc tell the workers and the audit writer apart.
+    pgw = start(aenv, proxy={"workers": 2})
+    assert harness.psql(aenv.via(pgw), "SELECT 1", password="alice-pw").returncode == 0
+    names = sorted(Path(f"/proc/{pgw.proc.pid}/task/{t}/comm").read_text().strip()
+                   for t in os.listdir(f"/proc/{pgw.proc.pid}/task"))
+    # A thread a worker starts (Asio's resolver thread) inherits the worker's name.
+    assert {n for n in names if n.startswith("pgw-")} == {"pgw-audit", "pgw-worker-0", "pgw-worker-1"}, names
+    assert names.count("pgw-audit") == 1, names
 
 
 def test_fsync_every_pending_then_outcome(aenv):
