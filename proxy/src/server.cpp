@@ -23,6 +23,7 @@
 #include <array>
 #include <charconv>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -41,9 +42,10 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 void Worker::start() {
   thread_ = std::thread([this] {
-    // "pgw-worker-3" in top -H, perf and /proc/PID/task/*/comm (at most 15 bytes).
-    const std::string name = "pgw-worker-" + std::to_string(index_);
-    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    // "pgw-worker-3" in top -H, perf and /proc/PID/task/*/comm (at most 15 bytes: snprintf cuts the rest).
+    std::array<char, 16> name{};
+    std::snprintf(name.data(), name.size(), "pgw-worker-%zu", index_);
+    pthread_setname_np(pthread_self(), name.data());
     io_.run();
   });
 }

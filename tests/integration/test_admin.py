@@ -352,8 +352,12 @@ def test_metrics_endpoint_reports_the_load(env, tmp_path):
     # pgbench's last connections may still be closing on the server when it exits, and its sessions on
     # pgwarden's side end a moment after it closed them.
     wait_until(servers_match, what="/metrics servers to match pg_stat_activity")
-    wait_until(lambda: scrape() or value("pgwarden_client_connections") == 3, what="pgbench's sessions to end")
-    scrape()
+
+    def clients_settled():
+        scrape()
+        return value("pgwarden_client_connections") == 3
+
+    wait_until(clients_settled, what="pgbench's sessions to end")
     assert value("pgwarden_pool_clients", database="app", user="alice", state="active") == 3
     assert value("pgwarden_pool_clients", database="app", user="alice", state="waiting") == 0
     assert value("pgwarden_pool_transactions_total", database="app", user="alice") >= 43  # 3 + 40
