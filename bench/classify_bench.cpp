@@ -115,6 +115,27 @@ void never_seen(benchmark::State& state, bool fast_path) {
   state.SetLabel(std::string(kNames[state.range(0)]) + (c.stats().fast > 0 ? " token path" : " parsed"));
 }
 
+// Never-seen texts through a classifier whose cache is full of hot ones, as a running pgwarden meets
+// pgbench -M simple or psycopg2: the cache's miss, its admission filter, then the token path.
+void never_seen_past_full_cache(benchmark::State& state) {
+  Classifier c;
+  std::vector<Statement> out;
+  for (int i = 0; i < 4096; ++i) {
+    const std::string hot = make(i % 3, 300000 + i);
+    c.classify(hot, nullptr, out);
+    c.classify(hot, nullptr, out);
+  }
+  std::vector<std::string> texts;
+  for (int i = 0; i < 65536; ++i)
+    texts.push_back(make(static_cast<int>(state.range(0)), 100000 + i));
+  std::size_t i = 0;
+  for (auto _ : state) {
+    c.classify(texts[i++ & 65535], nullptr, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(std::string(kNames[state.range(0)]) + ", cache of " + std::to_string(c.cache_size()));
+}
+
 void never_seen_fast(benchmark::State& state) {
   never_seen(state, true);
 }
@@ -123,6 +144,7 @@ void never_seen_full_parse(benchmark::State& state) {
 }
 
 BENCHMARK(cached)->DenseRange(0, 6);
+BENCHMARK(never_seen_past_full_cache)->DenseRange(0, 2);
 BENCHMARK(never_seen_fast)->DenseRange(0, 6);
 BENCHMARK(never_seen_full_parse)->DenseRange(0, 6);
 

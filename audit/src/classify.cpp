@@ -952,17 +952,31 @@ struct Piece {
   std::size_t first_tok, last_tok;  // [first_tok, last_tok)
 };
 
+// Character classes of scan.l, one table lookup each: the lexer's loops run once per byte of every statement.
+enum : std::uint8_t { kSpace = 1, kIdentStart = 2, kIdentCont = 4, kDigit = 8 };
+constexpr std::array<std::uint8_t, 256> kCharClass = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (unsigned char c : {' ', '\t', '\n', '\r', '\f'})
+    t[c] = kSpace;
+  for (int c = 0; c < 256; ++c) {
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (letter || c == '_' || c >= 0x80) t[static_cast<std::size_t>(c)] = kIdentStart | kIdentCont;
+    if (c >= '0' && c <= '9') t[static_cast<std::size_t>(c)] = kDigit | kIdentCont;
+  }
+  t['$'] = kIdentCont;
+  return t;
+}();
 bool is_space(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+  return (kCharClass[c] & kSpace) != 0;
 }
 bool is_ident_start(unsigned char c) {
-  return (c | 0x20) >= 'a' && (c | 0x20) <= 'z' ? true : c == '_' || c >= 0x80;
+  return (kCharClass[c] & kIdentStart) != 0;
 }
 bool is_ident_cont(unsigned char c) {
-  return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+  return (kCharClass[c] & kIdentCont) != 0;
 }
 bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
+  return (kCharClass[c] & kDigit) != 0;
 }
 
 bool word_is(std::string_view w, std::string_view lower) {
@@ -1526,11 +1540,10 @@ void Classifier::classify(std::string_view sql, const SqlPrepared* session, std:
   // Without a cache (cache_entries = 0) nothing needs the hash.
   const bool caching = limits_.cache_entries > 0;
   const std::size_t hash = caching ? std::hash<std::string_view>{}(sql) : 0;
-  auto hit = caching ? index_.find(Key{sql, hash}) : index_.end();
-  if (hit != index_.end()) {
+  const Slot* hit = caching ? find(sql, hash) : nullptr;
+  if (hit != nullptr) {
     ++stats_.hits;
-    Slot& slot = slots_[hit->second];
-    slot.referenced = true;
+    const Slot& slot = *hit;
     // Copy out, reusing the caller's storage.
     out.resize(slot.value.size());
     for (std::size_t i = 0; i < slot.value.size(); ++i) {
@@ -1655,24 +1668,24 @@ void Classifier::full(std::string_view sql, std::vector<Statement>& out) {
   pg_query_free_split_result(split);
 }
 
+const Classifier::Slot* Classifier::find(std::string_view sql, std::size_t hash) {
+  if (!index_.ready()) index_.reset(limits_.cache_entries);
+  const std::uint32_t at = index_.find(hash, [&](std::uint32_t slot) { return slots_[slot].key == sql; });
+  if (at == detail::TextIndex::kNone) return nullptr;
+  Slot& slot = slots_[at];
+  slot.referenced = true;
+  return &slot;
+}
+
 bool Classifier::admit(std::size_t hash) {
-  if (limits_.cache_entries == 0) return false;
-  if (seen_once_.empty()) seen_once_.assign(std::bit_ceil(limits_.cache_entries), 0);
-  const std::size_t h = hash | 1;  // 0 marks an empty slot
-  std::size_t& slot = seen_once_[h & (seen_once_.size() - 1)];
-  if (slot == h) {
-    slot = 0;
-    return true;
-  }
-  slot = h;
-  return false;
+  return limits_.cache_entries > 0 && index_.admit(hash);
 }
 
 void Classifier::remember(std::string_view sql, std::size_t hash, const std::vector<Statement>& value) {
   if (limits_.cache_entries == 0 || sql.size() > limits_.max_cached_text) return;
   const std::size_t bytes = sizeof(Slot) + sql.size() + approx_bytes(value);
   if (bytes > limits_.cache_bytes) return;
-  while (index_.size() >= limits_.cache_entries || bytes_ + bytes > limits_.cache_bytes) {
+  while (index_.size() >= index_.max_entries() || bytes_ + bytes > limits_.cache_bytes) {
     if (!evict_one()) return;
   }
   std::size_t at = 0;
@@ -1683,6 +1696,10 @@ void Classifier::remember(std::string_view sql, std::size_t hash, const std::vec
     at = slots_.size();
     slots_.emplace_back();
   }
+  if (!index_.insert(hash, static_cast<std::uint32_t>(at))) {
+    free_.push_back(at);
+    return;
+  }
   Slot& slot = slots_[at];
   slot.key.assign(sql);
   slot.hash = hash;
@@ -1691,11 +1708,10 @@ void Classifier::remember(std::string_view sql, std::size_t hash, const std::vec
   slot.used = true;
   slot.referenced = false;
   bytes_ += bytes;
-  index_.emplace(Key{slot.key, hash}, at);
 }
 
 bool Classifier::evict_one() {
-  if (index_.empty()) return false;
+  if (index_.size() == 0) return false;
   // CLOCK: a referenced slot gets a second chance; at most two sweeps find an unreferenced one.
   for (std::size_t step = 0; step < 2 * slots_.size() + 1; ++step) {
     if (hand_ >= slots_.size()) hand_ = 0;
@@ -1706,7 +1722,7 @@ bool Classifier::evict_one() {
       slot.referenced = false;
       continue;
     }
-    index_.erase(Key{slot.key, slot.hash});
+    index_.erase(slot.hash, static_cast<std::uint32_t>(at));
     bytes_ -= slot.bytes;
     std::string().swap(slot.key);
     std::vector<Statement>().swap(slot.value);

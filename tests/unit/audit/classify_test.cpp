@@ -402,6 +402,28 @@ TEST(ClassifyCache, OneOffTextsAreNotCached) {
   EXPECT_EQ(c.stats().hits, hits + 1);
 }
 
+TEST(ClassifyCache, AnswersStayRightThroughEvictions) {
+  // A small cache under churn: every answer, from the cache or not, is its own text's (the index itself is
+  // tested in text_index_test.cpp).
+  ClassifierLimits l;
+  l.cache_entries = 8;
+  l.cache_bytes = 1u << 20;
+  Classifier c(l);
+  Classifier uncached(no_cache(true));
+  auto text = [](int i) { return "INSERT INTO t" + std::to_string(i) + " VALUES (1)"; };
+  std::uint32_t state = 12345;
+  for (int step = 0; step < 20000; ++step) {
+    state = state * 1103515245u + 12345u;
+    const std::string sql = text(static_cast<int>((state >> 16) % 40));
+    const auto got = c.classify(sql);
+    ASSERT_EQ(got.size(), 1u) << sql;
+    ASSERT_EQ(got[0].objects, uncached.classify(sql)[0].objects) << sql;
+  }
+  EXPECT_GT(c.stats().evictions, 1000u);
+  EXPECT_GT(c.stats().hits, 1000u);
+  EXPECT_LE(c.cache_size(), 8u);
+}
+
 TEST(Classify, LargeAndOddInputsDoNotCrash) {
   ClassifierLimits l;
   l.max_parse_bytes = 4096;

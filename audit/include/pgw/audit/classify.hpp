@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pgw/audit/text_index.hpp"
+
 namespace pgw::audit {
 
 // PostgreSQL's log_statement levels (LOGSTMT_ALL is `none` here: it is never audited at "ddl" or "mod"), plus
@@ -149,29 +151,21 @@ class Classifier {
   void compute(std::string_view sql, std::vector<Statement>& out);
   bool try_fast(std::string_view sql, std::vector<Statement>& out);
   void full(std::string_view sql, std::vector<Statement>& out);
+  const Slot* find(std::string_view sql, std::size_t hash);
   bool admit(std::size_t hash);
   void remember(std::string_view sql, std::size_t hash, const std::vector<Statement>& value);
   bool evict_one();
 
   ClassifierLimits limits_;
   Stats stats_;
-  // CLOCK cache: slots never move (deque), the index holds views of their keys.
+  // CLOCK cache: slots never move (deque), the index holds their numbers.
   std::deque<Slot> slots_;
   std::vector<std::size_t> free_;
-  // A text is hashed once per statement: the lookup, the admission and the insert share it.
-  struct Key {
-    std::string_view text;
-    std::size_t hash;
-    bool operator==(const Key& other) const { return text == other.text; }
-  };
-  struct KeyHash {
-    std::size_t operator()(const Key& k) const noexcept { return k.hash; }
-  };
-  std::unordered_map<Key, std::size_t, KeyHash> index_;
-  // Admission: a text is cached the second time it is seen. Statements with inlined values (psql, pgbench
-  // -M simple, psycopg2) are rarely seen twice; caching each would evict the hot ones and cost a copy,
-  // an insert and an eviction per statement. One hash per slot; a collision only delays admission.
-  std::vector<std::size_t> seen_once_;
+  // A text is hashed once per statement: the lookup, the admission and the insert share it. Admission: a
+  // text is cached the second time it is seen. Statements with inlined values (psql, pgbench -M simple,
+  // psycopg2) are rarely seen twice; caching each would evict the hot ones and cost a copy, an insert and an
+  // eviction per statement. A fingerprint collision only hastens or delays an admission.
+  detail::TextIndex index_;  // its table is allocated at the first lookup
   std::size_t hand_ = 0;
   std::size_t bytes_ = 0;
 };
