@@ -112,6 +112,15 @@ TEST(TextIndex, AdmitsAHashTheSecondTimeItIsOffered) {
   ASSERT_TRUE(index.insert(3 + kBuckets, 2));
   ASSERT_TRUE(index.erase(3, 1));
   EXPECT_TRUE(index.admit(b));
+  // The bucket an erasure leaves empty keeps its fingerprint too.
+  const std::uint64_t c = 9 | (std::uint64_t{0x123} << 32);
+  EXPECT_FALSE(index.admit(c));
+  ASSERT_TRUE(index.insert(9, 3));
+  ASSERT_TRUE(index.erase(9, 3));
+  EXPECT_TRUE(index.admit(c));
+  // A hash whose upper half is zero is not taken for an empty fingerprint.
+  EXPECT_FALSE(index.admit(11));
+  EXPECT_TRUE(index.admit(11));
 }
 
 TEST(TextIndex, HoldsNoMoreThanItsLimit) {
@@ -124,6 +133,8 @@ TEST(TextIndex, HoldsNoMoreThanItsLimit) {
   EXPECT_FALSE(index.insert(2, 4));
   EXPECT_EQ(index.size(), 3u);
   EXPECT_FALSE(index.insert(5, TextIndex::kNone));
+  EXPECT_FALSE(index.erase(0, TextIndex::kNone));  // what an empty bucket holds
+  EXPECT_EQ(index.size(), 3u);
 }
 
 }  // namespace

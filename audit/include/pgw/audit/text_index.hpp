@@ -60,7 +60,7 @@ class TextIndex {
 
   // Takes out the entry (hash, slot); false when there is none.
   bool erase(std::uint64_t hash, std::uint32_t slot) {
-    if (table_.empty()) return false;
+    if (table_.empty() || slot == kNone) return false;  // kNone would match an empty bucket
     const std::size_t mask = table_.size() - 1;
     std::size_t i = hash & mask;
     for (std::size_t probes = 0; table_[i].slot != slot || table_[i].hash != hash;
