@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <stdexcept>
 #include <string_view>
@@ -36,6 +35,8 @@ constexpr std::size_t kSpare = 24 + Chain::kSealBytes;
 // second), and a line longer than kSpareLineCapacity is freed rather than kept, here or on a refused append.
 constexpr std::size_t kSpareBytes = std::size_t{1} << 20;
 constexpr std::size_t kSpareLineCapacity = 4096;
+// Records a batch keeps room for once written (a few tens of milliseconds' worth at a high rate).
+constexpr std::size_t kKeptBatchCapacity = 4096;
 
 // Each appending thread's buffer for the next rendered record. A flag outlives it: an append from a
 // thread_local destructor after it is gone renders into a buffer of its own.
@@ -130,6 +131,13 @@ struct AuditLog::Impl {
     auto key = config::read_key_file(s.hmac_key_file, error);
     if (!key) throw std::runtime_error("audit.hmac_key_file: " + error);
     return Hasher(std::move(*key));
+  }
+
+  // The queue's records behind the batch's (same order), under mu.
+  void take_queue_locked() {
+    for (Pending& p : queue)
+      batch.push_back(std::move(p));
+    queue.clear();
   }
 
   void alarm(const std::string& message) const {
@@ -380,10 +388,7 @@ struct AuditLog::Impl {
       {
         // Records queued behind the batch fail now too, rather than keep their sessions waiting for the disk.
         std::lock_guard lk(mu);
-        while (!queue.empty()) {
-          batch.push_back(std::move(queue.front()));
-          queue.pop_front();
-        }
+        take_queue_locked();
       }
       for (Pending& p : batch)
         complete(p, false);  // the records stay queued: they are written when writing works again
@@ -401,6 +406,8 @@ struct AuditLog::Impl {
       if (p.line && p.line->capacity() <= kSpareLineCapacity) written_lines.push_back(std::move(*p.line));
     }
     batch.clear();
+    // Kept for the appending threads (batch and queue trade places), except after a burst.
+    if (batch.capacity() > kKeptBatchCapacity) std::vector<Pending>().swap(batch);
     set_working();
     {
       std::lock_guard lk(mu);
@@ -491,10 +498,7 @@ struct AuditLog::Impl {
         if (batch.empty()) {
           batch.swap(queue);
         } else if (stopping) {
-          while (!queue.empty()) {
-            batch.push_back(std::move(queue.front()));
-            queue.pop_front();
-          }
+          take_queue_locked();
         }
       }
       const auto now = steady::now();
@@ -544,7 +548,10 @@ struct AuditLog::Impl {
   mutable std::mutex mu;
   std::condition_variable wake;
   std::condition_variable handled_cv;
-  std::deque<Pending> queue;
+  // The writer swaps the whole queue for its empty batch: both keep their storage, so that neither an append
+  // nor a batch allocates (a deque allocated a block every few records on the I/O threads and freed it on the
+  // writer's, which glibc's allocator makes dear).
+  std::vector<Pending> queue;
   std::uint64_t next_seq = 1;
   std::uint64_t handled_seq = 0;
   std::uint64_t dropped_pending = 0;
@@ -559,7 +566,7 @@ struct AuditLog::Impl {
   alignas(64) std::atomic<bool> failing{false};
 
   // Writer thread only.
-  alignas(64) std::deque<Pending> batch;
+  alignas(64) std::vector<Pending> batch;
   std::vector<std::string> written_lines;  // on their way to spare_lines
   std::vector<std::string_view> file_lines;
   std::uint64_t file_done = 0, out_done = 0, sys_done = 0;  // last seq each sink has

@@ -626,10 +626,13 @@ struct Gate {
   std::mutex mu;
   std::condition_variable cv;
   bool open = false;
+  bool arrived = false;  // the writer has reached the gate with a batch
   int failures = 0;
   std::error_code operator()(std::string_view op) {
     std::unique_lock lk(mu);
     if (op != "file") return {};
+    arrived = true;
+    cv.notify_all();
     cv.wait_for(lk, 10s, [&] { return open; });
     if (failures > 0) {
       --failures;
@@ -643,6 +646,10 @@ struct Gate {
       open = true;
     }
     cv.notify_all();
+  }
+  bool wait_arrived() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, 10s, [&] { return arrived; });
   }
 };
 
@@ -777,6 +784,37 @@ TEST(AuditWriter, WriteFailureBlocksThenRecovers) {
   auto r = verify_files({dir / "a.jsonl"});
   ASSERT_TRUE(r.ok()) << problem(r);
   EXPECT_EQ(r.chains[0].records, 2U + sneaked_in);  // seq 1 (retried), then the rest: dense, nothing lost
+}
+
+// Records queued while a batch is being written stay behind it when the write fails: they fail with it (their
+// sessions hear at once) and are all written, in order, once writing works again.
+TEST(AuditWriter, RecordsQueuedBehindAFailedBatchAreWrittenAfterIt) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  s.write_delay = 0ms;
+  auto gate = std::make_shared<Gate>();
+  gate->failures = 1;
+  std::atomic<int> ok{0}, failed{0};
+  {
+    AuditLog log(s, {{}, [gate](std::string_view op) { return (*gate)(op); }, "/dev/log"});
+    auto count = [&](bool good) { (good ? ok : failed) += 1; };
+    ASSERT_TRUE(log.append(statement(0), count).ok());
+    ASSERT_TRUE(gate->wait_arrived());  // the writer holds record 0 alone at the gate
+    for (int i = 1; i < 5; ++i)
+      ASSERT_TRUE(log.append(statement(i), count).ok()) << i;
+    gate->release();
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while ((failed.load() < 5 || log.failing()) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    EXPECT_EQ(failed.load(), 5);  // each heard of the failure once
+    EXPECT_FALSE(log.failing());
+    ASSERT_TRUE(log.flush(10s));
+    EXPECT_EQ(log.stats().written, 5U);
+  }
+  EXPECT_EQ(ok.load(), 0);
+  auto r = verify_files({dir / "a.jsonl"});
+  ASSERT_TRUE(r.ok()) << problem(r);
+  EXPECT_EQ(r.chains[0].records, 5U);  // seq 1..5, dense, in order
 }
 
 // A write the kernel takes only in part (here: the file size limit, RLIMIT_FSIZE, falls inside a batch) is
