@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -1678,7 +1677,7 @@ const Classifier::Slot* Classifier::find(std::string_view sql, std::size_t hash)
 }
 
 bool Classifier::admit(std::size_t hash) {
-  return limits_.cache_entries > 0 && index_.admit(hash);
+  return index_.admit(hash);  // false without a table: none is made with cache_entries = 0
 }
 
 void Classifier::remember(std::string_view sql, std::size_t hash, const std::vector<Statement>& value) {
