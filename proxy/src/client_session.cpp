@@ -522,9 +522,12 @@ asio::awaitable<bool> ClientSession::negotiate() {
   if (cfg.client_tls.mode == TlsMode::verify_full) {
     auto cn = client_.info().peer_common_name;
     if (!cn || !certificate_names_user(cfg.auth, *cn, user_)) {
+      // Built before the co_await: GCC 12 destroys a temporary of a conditional expression inside a co_await
+      // twice (a double free, seen by AddressSanitizer).
+      std::string detail = cn ? "certificate CN \"" + *cn + "\" does not map to the user"
+                              : std::string("no client certificate");
       co_return co_await login_failed(
-          "28000", "certificate authentication failed for user \"" + user_ + "\"",
-          cn ? "certificate CN \"" + *cn + "\" does not map to the user" : "no client certificate",
+          "28000", "certificate authentication failed for user \"" + user_ + "\"", std::move(detail),
           "client_tls.mode = \"verify-full\" needs a client certificate whose CN is the user name (or maps "
           "to "
           "it through auth.cert_map)");
@@ -1030,6 +1033,7 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   // does, every second, a client still logging in (which may stall there for client_login_timeout) or on the
   // admin console.
   if (!in_relay_ || idle_for >= idle_release_after) client_.release_buffers();
+  if (idle_for >= idle_release_after && !server_conn_) backend_park_.wake();  // the parked server side ends
   if (!in_relay_ || db_ == nullptr) return;
   const auto& p = db_->pool;
   bool attached = server_conn_ != nullptr;
@@ -1076,8 +1080,8 @@ asio::awaitable<SessionEnd> ClientSession::relay() {
 }
 
 void ClientSession::start_backend() {
-  if (backend_park_ != nullptr) {
-    backend_park_->cancel();
+  if (backend_parked_) {
+    backend_park_.wake();  // nothing if it was woken already (the janitor): it resumes to find server_conn_
     return;
   }
   backend_running_ = true;
@@ -1123,6 +1127,7 @@ asio::awaitable<void> ClientSession::join_backend() {
   if (!backend_running_) co_return;
   backend_stopping_ = true;
   backend_stop_->emit(asio::cancellation_type::terminal);
+  backend_park_.wake();  // the park installs no cancellation handler
   asio::steady_timer joined(worker_.io(), asio::steady_timer::time_point::max());
   backend_joined_ = &joined;
   while (backend_running_) {
@@ -1765,22 +1770,21 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
 
 asio::awaitable<SessionEnd> ClientSession::backend_pump() {
   const auto& extra = db_->pool.track_extra_parameters;
-  // Between transactions (transaction and statement modes) the pump parks on `park` until start_backend()
-  // wakes it for the next attach: spawning a pump per attach cost about eight allocations. Parked for a
-  // second without one, it ends, so that a client gone idle keeps no frame of it.
-  asio::steady_timer park(worker_.io());
+  // Between transactions (transaction and statement modes) the pump parks until start_backend() wakes it
+  // for the next attach: spawning a pump per attach cost about eight allocations. Once the client has been
+  // idle for a second, the janitor wakes it with no connection attached and it ends, so that a client gone
+  // idle keeps no frame of it. So does join_backend().
   struct Unpark {
-    asio::steady_timer*& at;
-    ~Unpark() { at = nullptr; }
-  } unpark{backend_park_};
+    bool& parked;
+    ~Unpark() { parked = false; }
+  } unpark{backend_parked_};
   for (;;) {
-    while (!server_conn_) {
+    if (!server_conn_) {
       if (backend_stopping_) co_return SessionEnd::none;
-      park.expires_after(idle_release_after);
-      backend_park_ = &park;
-      auto [ec] = co_await park.async_wait(wait_token);
-      backend_park_ = nullptr;
-      if (!ec && !server_conn_) co_return SessionEnd::none;
+      backend_parked_ = true;
+      co_await backend_park_.async_park(asio::deferred);
+      backend_parked_ = false;
+      if (!server_conn_) co_return SessionEnd::none;
     }
     // One attached connection, from here until it goes back to the pool (`break`).
     auto conn = server_conn_;

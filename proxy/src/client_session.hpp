@@ -16,6 +16,7 @@
 
 #include "cancel_registry.hpp"
 #include "log.hpp"
+#include "parking.hpp"
 #include "pgw/pool/pool.hpp"
 #include "pgw/pool/server_connection.hpp"
 #include "pgw/pool/statements.hpp"
@@ -55,6 +56,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void revoke_if_refused(const Runtime& rt);
   // Admin KILL of this client's database: closed now with 57P01.
   void kill() { force_close(); }
+  // A forced exit, before the io_context goes: a parked server side can never be woken. Its frames (which own
+  // this session) go to the io_context to be destroyed with the rest.
+  void drop_parked_backend() noexcept { backend_park_.drop(); }
   // For SHOW CLIENTS / SERVERS.
   SessionInfo info() const;
   const std::string& database() const noexcept { return database_; }
@@ -229,7 +233,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::cancellation_signal* relay_stop_ = nullptr;  // owned by run()'s completion handler, which outlives us
   asio::cancellation_signal* backend_stop_ = nullptr;  // owned by backend_task's completion handler
   asio::steady_timer* backend_joined_ = nullptr;       // join_backend() waits on it
-  asio::steady_timer* backend_park_ = nullptr;         // the server side waits on it between transactions
+  Parking backend_park_{worker_.io()};                 // the server side waits here between transactions
+  bool backend_parked_ = false;                        // ... or has been woken there and not yet resumed
   bool backend_running_ = false;
   bool backend_stopping_ = false;
   std::unique_ptr<LoginState> login_;  // null once logged in

@@ -53,6 +53,8 @@ void Worker::start() {
 Worker::~Worker() {
   janitor_.reset();
   tearing_down_ = true;
+  for (ClientSession* s : sessions_)
+    s->drop_parked_backend();
 }
 
 void Worker::stop() {
