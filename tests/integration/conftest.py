@@ -1,6 +1,5 @@
 """Fixtures: one TLS-only PostgreSQL 15 cluster per test run, certificates, and pgwarden instances per test."""
 import os
-import shutil
 
 import pytest
 
@@ -14,8 +13,7 @@ PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "md5user": "md5-pw", "pwuser"
 def workdir():
     d = harness.new_tempdir()
     yield d
-    if os.environ.get("PGW_KEEP_TEST_DIR") != "1":
-        shutil.rmtree(d, ignore_errors=True)
+    harness.remove_tempdir(d)
 
 
 @pytest.fixture(scope="session")

@@ -401,3 +401,9 @@ def new_tempdir(prefix="pgw-test-"):
     d = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(d, 0o755)
     return d
+
+
+def remove_tempdir(d):
+    """What new_tempdir made, once its processes are stopped (kept with PGW_KEEP_TEST_DIR=1, to look into)."""
+    if os.environ.get("PGW_KEEP_TEST_DIR") != "1":
+        shutil.rmtree(d, ignore_errors=True)

@@ -29,6 +29,7 @@ def logging_cluster(certs):
     pg.sql("CREATE DATABASE app OWNER alice")
     yield pg
     pg.stop("immediate")
+    harness.remove_tempdir(d)
 
 
 @pytest.fixture

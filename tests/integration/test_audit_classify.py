@@ -78,6 +78,7 @@ def logging_cluster(tmp_path_factory, certs):
     pg = harness.PostgresCluster(d / "pg", certs, ssl_on=False, hba=["local all all trust"], extra_conf=conf)
     yield pg
     pg.stop("immediate")
+    harness.remove_tempdir(d)
 
 
 def connect(pg):
