@@ -689,16 +689,15 @@ namespace pgw::proxy {
 asio::awaitable<std::vector<SessionInfo>> Server::session_snapshot() {
   std::vector<SessionInfo> all;
   for (auto& w : workers_) {
-    // Runs on that worker's thread, where its sessions live; resumes here with the copies.
-    auto part = co_await asio::co_spawn(
-        w->io(),
-        [worker = w.get()]() -> asio::awaitable<std::vector<SessionInfo>> {
-          std::vector<SessionInfo> out;
-          for (const ClientSession* s : worker->sessions())
-            out.push_back(s->info());
-          co_return out;
-        },
-        asio::use_awaitable);
+    // Runs on that worker's thread, where its sessions live; resumes here with the copies. Built before the
+    // co_await (scripts/check-coroutines).
+    auto copy_sessions = [worker = w.get()]() -> asio::awaitable<std::vector<SessionInfo>> {
+      std::vector<SessionInfo> out;
+      for (const ClientSession* s : worker->sessions())
+        out.push_back(s->info());
+      co_return out;
+    };
+    auto part = co_await asio::co_spawn(w->io(), std::move(copy_sessions), asio::use_awaitable);
     std::move(part.begin(), part.end(), std::back_inserter(all));
   }
   co_return all;

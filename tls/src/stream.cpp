@@ -155,8 +155,8 @@ asio::awaitable<error_code> Stream::drive_handshake() {
     if (ret == 1) co_return error_code{};
     int err = SSL_get_error(ssl_, ret);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      auto [ec] = co_await socket_.async_wait(
-          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, wait_token);
+      auto wait = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+      auto [ec] = co_await socket_.async_wait(wait, wait_token);
       if (ec) co_return ec;
       continue;
     }
