@@ -8,6 +8,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <memory>
@@ -103,23 +104,32 @@ TEST(Parking, DestroyingTheIoContextAfterADropFreesTheFrames) {
   EXPECT_EQ(probe.resumed, 0);
 }
 
-TEST(Parking, WokenWaiterKeepsItsExecutor) {
-  // Woken from outside any handler (as the janitor and join_backend() run inside other handlers of the same
-  // io_context), it still resumes on its own io_context's thread of control.
+TEST(Parking, WokenFromAnotherHandlerResumesAfterItOnItsOwnThread) {
+  // As start_backend() and the janitor do: the wake comes from another handler of the same io_context, which
+  // goes on to its end before the waiter runs.
   asio::io_context io;
   Parking park(io);
+  Probe probe;
   std::optional<bool> in_io;
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
         co_await park.async_park(asio::deferred);
+        ++probe.resumed;
         in_io = io.get_executor().running_in_this_thread();
       },
       asio::detached);
   io.poll();
-  park.wake();
+  ASSERT_TRUE(park.parked());
+  int resumed_when_waker_ended = -1;
+  asio::post(io, [&] {
+    park.wake();
+    resumed_when_waker_ended = probe.resumed;
+  });
   io.restart();
   io.poll();
+  EXPECT_EQ(resumed_when_waker_ended, 0);
+  EXPECT_EQ(probe.resumed, 1);
   ASSERT_TRUE(in_io.has_value());
   EXPECT_TRUE(*in_io);
 }
