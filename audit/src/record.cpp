@@ -529,14 +529,36 @@ std::string& number(UnnumberedBody& body, std::uint64_t seq) {
 
 }  // namespace detail
 
-std::string identity_members(const Record& r) {
-  std::string out;
+namespace {
+
+void append_identity_range(std::string& out, const Record& r, Field first, Field last) {
   Writer w(out, false);
-  for (std::uint8_t f = f_session; f <= f_backend_pid; ++f) {
+  for (auto f = static_cast<std::uint8_t>(first); f <= last; ++f) {
     w.key(field_names[f]);
     write_field(w, static_cast<Field>(f), r, {}, {});
   }
+}
+
+}  // namespace
+
+std::string identity_members(const Record& r) {
+  std::string out;
+  append_identity_range(out, r, f_session, f_backend_pid);
   return out;
+}
+
+void append_client_identity_members(std::string& out, const Record& r) {
+  append_identity_range(out, r, f_session, f_tls);
+}
+
+void append_server_identity_members(std::string& out, const std::optional<std::string>& server,
+                                    std::optional<std::int32_t> backend_pid) {
+  // As write_field() writes them, without a Record to hold them: this runs at every attach.
+  Writer w(out, false);
+  w.key(field_names[f_server]);
+  w.opt_str(server);
+  w.key(field_names[f_backend_pid]);
+  w.opt_num(backend_pid);
 }
 
 std::string record_body(const Record& r) {

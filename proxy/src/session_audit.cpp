@@ -186,7 +186,7 @@ void SessionAudit::set_server(std::string_view server, std::int32_t backend_pid)
     server_.emplace(server);
   }
   backend_pid_ = backend_pid;
-  identity_text_.reset();
+  identity_stale_ = true;
 }
 
 audit::Record SessionAudit::base(audit::Event event) const {
@@ -204,9 +204,17 @@ audit::Record SessionAudit::base(audit::Event event) const {
   return r;
 }
 
-const std::shared_ptr<const std::string>& SessionAudit::identity_text() {
-  if (!identity_text_)
-    identity_text_ = std::make_shared<const std::string>(audit::identity_members(base({})));
+const std::shared_ptr<std::string>& SessionAudit::identity_text() {
+  if (client_identity_.empty()) {
+    audit::append_client_identity_members(client_identity_, base({}));
+    identity_stale_ = true;
+  }
+  if (identity_stale_ || !identity_text_) {
+    if (!identity_text_ || identity_text_.use_count() > 1) identity_text_ = std::make_shared<std::string>();
+    identity_text_->assign(client_identity_);
+    audit::append_server_identity_members(*identity_text_, server_, backend_pid_);
+    identity_stale_ = false;
+  }
   return identity_text_;
 }
 
@@ -238,7 +246,9 @@ bool SessionAudit::append(const audit::Record& record, bool wait, std::uint64_t*
 }
 
 bool SessionAudit::must_wait() const noexcept {
-  return durability_->done < durability_->appended;
+  // Asked before every write to the client: only fsync = "every" counts appends, and the counters live
+  // out of line.
+  return settings_.fsync == AuditFsync::every && durability_->done < durability_->appended;
 }
 
 asio::awaitable<bool> SessionAudit::durable() {

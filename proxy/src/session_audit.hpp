@@ -49,14 +49,14 @@ class SessionAudit {
   SessionAudit& operator=(const SessionAudit&) = delete;
 
   AuditIdentity& identity() noexcept {
-    identity_text_.reset();
+    client_identity_.clear();
     return identity_;
   }
   void set_sql_prepared_per_session(bool v) noexcept { sql_prepared_per_session_ = v; }
   void set_application_name(std::string_view name) {
     if (application_name_ == name) return;
     application_name_ = std::string(name);
-    identity_text_.reset();
+    client_identity_.clear();
   }
   void set_server(std::string_view server, std::int32_t backend_pid);
 
@@ -126,8 +126,10 @@ class SessionAudit {
   audit::Record base(audit::Event event) const;
   // The identity members of this session's statement and transaction records, rendered once per change (a
   // new attach, application_name) rather than per record; shared with the records still waiting for their
-  // outcome, which keep the identity they were sent under.
-  const std::shared_ptr<const std::string>& identity_text();
+  // outcome, which keep the identity they were sent under. The client's part is rendered again only when it
+  // changes, and the text goes into the same storage unless a waiting record still holds it: in transaction
+  // pooling nearly every transaction lands on another server connection.
+  const std::shared_ptr<std::string>& identity_text();
   // Queues one statement awaiting its answer; false when the log refuses it (on_failure = "block").
   bool push_statement(std::string_view text, const audit::Statement& s, bool in_transaction, bool extended,
                       audit::Params params);
@@ -159,7 +161,9 @@ class SessionAudit {
   std::optional<std::string> application_name_;
   std::optional<std::string> server_;
   std::optional<std::int32_t> backend_pid_;
-  std::shared_ptr<const std::string> identity_text_;  // null: render again
+  std::string client_identity_;                 // empty: render again
+  std::shared_ptr<std::string> identity_text_;  // see identity_text()
+  bool identity_stale_ = true;
   std::chrono::steady_clock::time_point connected_at_{};
   bool connect_recorded_ = false;
   bool sql_prepared_per_session_ = true;

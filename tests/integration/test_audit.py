@@ -527,3 +527,61 @@ def test_a_second_sigterm_exits_at_once_with_sessions_attached_and_parked(aenv, 
     v = subprocess.run([str(harness.PGWARDEN), "audit", "verify", str(path)], capture_output=True, text=True,
                        timeout=60)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_records_name_the_server_connection_each_statement_ran_on(aenv, logging_cluster):
+    # Transaction pooling moves a client between server connections from one transaction to the next, and
+    # the session renders its identity (client part and server part) once per change rather than per record.
+    # Each INSERT stores the backend pid it ran on: its record must name that same pid, its transaction's
+    # COMMIT record too, and an application_name set midway must show in the records from then on.
+    logging_cluster.sql("DROP TABLE IF EXISTS whopid; CREATE TABLE whopid (client text, n int, pid int); "
+                        "ALTER TABLE whopid OWNER TO alice", db="app")
+    psycopg = pytest.importorskip("psycopg")
+    pgw = start(aenv, pool={"mode": "transaction", "default_size": 2})
+    names = "abc"
+    clients = [psycopg.connect(aenv.via(pgw), password="alice-pw", autocommit=True, application_name=f"app-{c}")
+               for c in names]
+
+    def insert(i, n):
+        clients[i].execute(f"INSERT INTO whopid SELECT '{names[i]}', {n}, pg_backend_pid()")
+
+    rounds = 18
+    for n in range(rounds):
+        # Three clients on two server connections: one holds a connection in an open transaction while
+        # another runs, so the connection a client had last is often taken.
+        hold, run = n % 3, (n + 1) % 3
+        clients[hold].execute("BEGIN")
+        insert(hold, n)
+        insert(run, n)
+        clients[hold].execute("COMMIT")
+        if n == rounds // 2:
+            clients[0].execute("SET application_name = 'app-a2'")
+    for c in clients:
+        c.close()
+    rows = logging_cluster.sql("SELECT client || ',' || n || ',' || pid FROM whopid", db="app").split()
+    pids = {(c, int(n)): int(p) for c, n, p in (r.split(",") for r in rows)}
+    assert len(pids) == 2 * rounds
+    moved = [c for c in names if len({p for (k, _), p in pids.items() if k == c}) > 1]
+    assert moved, f"no client changed server connection: {pids}"
+    path = aenv.tmp / "audit" / "audit.jsonl"
+    recs = records(path, until=lambda rs: sum(1 for x in rs if x.get("command") == "INSERT") >= 2 * rounds)
+    recs.sort(key=lambda x: x["seq"])
+    seen = 0
+    last_in_block = {}
+    commits = 0
+    for r in recs:
+        if r["event"] == "statement" and r["command"] == "INSERT":
+            m = re.search(r"SELECT '(\w)', (\d+), pg_backend_pid", r["statement"])
+            assert m, r["statement"]
+            client, n = m.group(1), int(m.group(2))
+            assert r["backend_pid"] == pids[(client, n)], (r, pids[(client, n)])
+            assert r["server"].endswith(f":{logging_cluster.port}")
+            expected_app = "app-a2" if client == "a" and n > rounds // 2 else f"app-{client}"
+            assert r["application_name"] == expected_app, r
+            if r["in_transaction"]:
+                last_in_block[r["session"]] = r["backend_pid"]
+            seen += 1
+        elif r["event"] == "transaction" and r["command"] == "COMMIT":
+            assert r["backend_pid"] == last_in_block.pop(r["session"]), r
+            commits += 1
+    assert seen == 2 * rounds and commits == rounds

@@ -165,9 +165,17 @@ TEST(AuditRecord, PreRenderedIdentityIsByteForByteWhatTheFieldsWouldGive) {
   bare.client_port.reset();
   bare.tls.reset();
   bare.user.reset();
-  for (const Record* source : {&full, &bare}) {
+  Record detached = bare;  // no server connection yet: nulls
+  detached.server.reset();
+  detached.backend_pid.reset();
+  for (const Record* source : {&full, &bare, &detached}) {
     const std::string members = identity_members(*source);
     EXPECT_EQ(members.rfind(",\"session\":", 0), 0u) << members;
+    // In two parts (a session whose server connection changes at each attach), the same bytes.
+    std::string parts = "kept:";
+    append_client_identity_members(parts, *source);
+    append_server_identity_members(parts, source->server, source->backend_pid);
+    EXPECT_EQ(parts, "kept:" + members);
     for (Event e : {Event::statement, Event::transaction}) {
       Record expected = *source;
       expected.event = e;

@@ -96,6 +96,12 @@ std::string record_body(const Record& r);
 // `,"session":...,"backend_pid":N`: those members of r exactly as record_body writes them, leading comma
 // included (see Record::identity_members).
 std::string identity_members(const Record& r);
+// The same text in two parts, for a session whose server connection changes with every attach (transaction
+// pooling) while its client stays: the client's members ("session" through "tls") appended to `out`, and the
+// server connection's ("server", "backend_pid"). identity_members(r) == client part + server part.
+void append_client_identity_members(std::string& out, const Record& r);
+void append_server_identity_members(std::string& out, const std::optional<std::string>& server,
+                                    std::optional<std::int32_t> backend_pid);
 // Appends s as a JSON string literal (quotes included), escaped as above.
 void append_json_string(std::string& out, std::string_view s);
 // "2026-11-22T18:00:00.123456Z" (UTC, microseconds; no character that JSON escapes), as a string or appended.
