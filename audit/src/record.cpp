@@ -74,6 +74,29 @@ constexpr std::array<std::string_view, f_count> field_names{"ts",
                                                             "reason",
                                                             "dropped"};
 
+// `,"name":` for each field, so that a member's key is one append rather than three (a record has up to 28).
+struct MemberKey {
+  char text[24] = {};
+  std::uint8_t size = 0;
+};
+constexpr std::array<MemberKey, f_count> member_keys = [] {
+  std::array<MemberKey, f_count> keys{};
+  for (std::size_t f = 0; f < f_count; ++f) {
+    MemberKey& k = keys[f];
+    if (field_names[f].size() + 4 > sizeof k.text)
+      throw "field name too long";  // not a constant: fails to compile
+    std::size_t n = 0;
+    k.text[n++] = ',';
+    k.text[n++] = '"';
+    for (char c : field_names[f])
+      k.text[n++] = c;
+    k.text[n++] = '"';
+    k.text[n++] = ':';
+    k.size = static_cast<std::uint8_t>(n);
+  }
+  return keys;
+}();
+
 using Mask = std::uint32_t;
 constexpr Mask bit(Field f) {
   return Mask{1} << f;
@@ -162,11 +185,15 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
 class Writer {
  public:
   explicit Writer(std::string& out, bool first = true) : out_(out), first_(first) {}
-  void key(std::string_view k) {
-    out_ += first_ ? "{\"" : ",\"";
-    first_ = false;
-    out_ += k;
-    out_ += "\":";
+  void key(Field f) {
+    const MemberKey& k = member_keys[f];
+    if (first_) {
+      out_ += '{';
+      out_.append(k.text + 1, k.size - 1u);
+      first_ = false;
+    } else {
+      out_.append(k.text, k.size);
+    }
   }
   void null() { out_ += "null"; }
   void str(std::string_view s) { append_json_string(out_, s); }
@@ -514,7 +541,7 @@ void render_unnumbered(const Record& r, std::chrono::system_clock::time_point ts
       if (f == f_session) out += r.identity_members;
       continue;
     }
-    w.key(field_names[f]);
+    w.key(static_cast<Field>(f));
     if (f == f_seq) body.seq_at = out.size();
     write_field(w, static_cast<Field>(f), r, ts, instance);
   }
@@ -534,7 +561,7 @@ namespace {
 void append_identity_range(std::string& out, const Record& r, Field first, Field last) {
   Writer w(out, false);
   for (auto f = static_cast<std::uint8_t>(first); f <= last; ++f) {
-    w.key(field_names[f]);
+    w.key(static_cast<Field>(f));
     write_field(w, static_cast<Field>(f), r, {}, {});
   }
 }
@@ -555,9 +582,9 @@ void append_server_identity_members(std::string& out, const std::optional<std::s
                                     std::optional<std::int32_t> backend_pid) {
   // As write_field() writes them, without a Record to hold them: this runs at every attach.
   Writer w(out, false);
-  w.key(field_names[f_server]);
+  w.key(f_server);
   w.opt_str(server);
-  w.key(field_names[f_backend_pid]);
+  w.key(f_backend_pid);
   w.opt_num(backend_pid);
 }
 
