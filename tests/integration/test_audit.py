@@ -564,7 +564,14 @@ def test_records_name_the_server_connection_each_statement_ran_on(aenv, logging_
     moved = [c for c in names if len({p for (k, _), p in pids.items() if k == c}) > 1]
     assert moved, f"no client changed server connection: {pids}"
     path = aenv.tmp / "audit" / "audit.jsonl"
-    recs = records(path, until=lambda rs: sum(1 for x in rs if x.get("command") == "INSERT") >= 2 * rounds)
+
+    def complete(rs):
+        # The last COMMIT's record may reach the file in a later batch than the last INSERT's.
+        inserts = sum(1 for x in rs if x["event"] == "statement" and x.get("command") == "INSERT")
+        commits = sum(1 for x in rs if x["event"] == "transaction" and x.get("command") == "COMMIT")
+        return inserts >= 2 * rounds and commits >= rounds
+
+    recs = records(path, until=complete)
     recs.sort(key=lambda x: x["seq"])
     seen = 0
     last_in_block = {}
