@@ -209,7 +209,7 @@ const std::shared_ptr<std::string>& SessionAudit::identity_text() {
     audit::append_client_identity_members(client_identity_, base({}));
     identity_stale_ = true;
   }
-  if (identity_stale_ || !identity_text_) {
+  if (identity_stale_) {  // true from the start: the first call allocates below
     if (!identity_text_ || identity_text_.use_count() > 1) identity_text_ = std::make_shared<std::string>();
     identity_text_->assign(client_identity_);
     audit::append_server_identity_members(*identity_text_, server_, backend_pid_);
