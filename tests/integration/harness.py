@@ -220,8 +220,11 @@ ssl_ca_file = '{tls_dir / certs.ca_crt.name}'
 class Pgwarden:
     """A pgwarden process with a generated TOML config; stopped by PID."""
 
-    def __init__(self, directory: Path, config: str, port=None, extra_listen=(), wait=True):
+    def __init__(self, directory: Path, config: str, port=None, extra_listen=(), wait=True, own_session=False):
         self.dir = directory
+        # Benchmarks start pgwarden in a session of its own, as a daemon or a service runs: with the kernel's
+        # autogroup scheduling, a process left in the benchmark's session shares one CPU share with pgbench.
+        self.own_session = own_session
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.config_path = directory / "pgwarden.toml"
@@ -235,7 +238,7 @@ class Pgwarden:
     def start(self, wait=True):
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(PGWARDEN), "--config", str(self.config_path)], stdout=self.log_file,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, start_new_session=self.own_session)
         if wait:
             wait_for_port(self.port, proc=self.proc)
 
