@@ -275,7 +275,8 @@ void Pool::release(std::shared_ptr<ServerConnection> connection, std::size_t wor
     connection->last_used = Clock::now();
     auto created = connection->created;
     // Bytes TLS read ahead and holds (an asynchronous notice) would reach the next client: never reused.
-    reusable = reusable && !manager_.stopping() && !connection->stream.has_pending();
+    reusable =
+        reusable && !manager_.stopping() && !connection->stream.has_pending() && !connection->listening;
     auto r = core_.release(std::move(connection), created, worker, reusable, Clock::now());
     if (r.grant)
       deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});

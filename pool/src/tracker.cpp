@@ -10,7 +10,7 @@ void Tracker::reset() noexcept {
   count_ = 0;
   side_.clear();
   status_ = backend::TransactionStatus::idle;
-  copy_in_ = copy_out_ = skipping_to_sync_ = false;
+  copy_in_ = copy_out_ = sync_owed_ = false;
 }
 
 void Tracker::push_entry(const Entry& e) {
@@ -44,11 +44,32 @@ std::uint32_t Tracker::store(std::span<const std::uint8_t> bytes) {
   return at_offset;
 }
 
+void Tracker::note_sent(Request r) noexcept {
+  switch (r) {
+    case Request::parse:
+    case Request::bind:
+    case Request::describe_statement:
+    case Request::describe_portal:
+    case Request::execute:
+    case Request::close:
+      sync_owed_ = true;
+      break;
+    case Request::sync:
+    case Request::query:  // a Query also ends the implicit transaction (unless an error makes the server
+                          // skip it: see ErrorResponse)
+      sync_owed_ = false;
+      break;
+    default:
+      break;
+  }
+}
+
 void Tracker::push(Request r, Answer a, std::uint64_t tag) {
   if (r == Request::copy_marker) {
     // A copy message only matters behind a request whose CopyInResponse may still come.
     if (copy_in_ || count_ == 0 || at(count_ - 1).request == Request::copy_marker) return;
   }
+  if (a != Answer::synthetic) note_sent(r);
   push_entry(Entry{r, a, 0, 0, tag});
 }
 
@@ -60,6 +81,7 @@ void Tracker::push_synthetic(Request r, std::span<const std::uint8_t> answer) {
 }
 
 void Tracker::push_replacing_error(Request r, std::span<const std::uint8_t> error) {
+  note_sent(r);
   Entry e{r, Answer::replace_error, 0, 0, 0};
   e.bytes_at = store(error);
   e.bytes_len = static_cast<std::uint32_t>(error.size());
@@ -90,7 +112,9 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
   Verdict v;
   drain_synthetic(due);
   auto answer = [&](const Entry& e) {
-    if (e.answer == Answer::swallow || e.answer == Answer::hidden) v.to_client = false;
+    if (e.answer == Answer::swallow || e.answer == Answer::hidden || e.answer == Answer::quiet)
+      v.to_client = false;
+    v.quiet = e.answer == Answer::quiet;
   };
   auto violation = [&](const char* why) {
     v.violation = true;
@@ -168,7 +192,8 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
       copy_in_ = true;
       v.copy_in_started = true;
       // In copy-in the server ignores Sync and Flush until CopyDone or CopyFail (copyfromparse.c): a Sync the
-      // client sent after this Execute and before its first copy message will never be answered.
+      // client sent after this Execute and before its first copy message will never be answered, and the
+      // COPY's extended-protocol transaction ends only at a Sync sent after it.
       for (std::size_t i = 1; i < count_;) {
         Request r = at(i).request;
         if (r == Request::copy_marker) {
@@ -180,6 +205,12 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
           continue;
         }
         ++i;
+      }
+      if (h.request == Request::execute) {
+        bool sync_queued = false;
+        for (std::size_t i = 1; i < count_ && !sync_queued; ++i)
+          sync_queued = at(i).request == Request::sync;
+        if (!sync_queued) sync_owed_ = true;
       }
       return v;
     }
@@ -203,17 +234,20 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
       return v;
     case backend::error_response: {
       copy_in_ = copy_out_ = false;
-      if (h.answer == Answer::swallow) v.to_client = false;
+      if (h.answer == Answer::swallow || h.answer == Answer::quiet) v.to_client = false;
+      v.quiet = h.answer == Answer::quiet;
       if (h.answer == Answer::replace_error) v.instead = bytes_of(h);
       if (h.request == Request::query || h.request == Request::function_call || h.request == Request::sync) {
         return v;  // ReadyForQuery follows and ends it
       }
       // Extended protocol: the server discards every message until Sync (55.2.3). Requests up to there fail
-      // with this error; their own answers (synthetic ones too) never come.
+      // with this error; their own answers (synthetic ones too) never come, a Query's neither. Without a Sync
+      // queued the server keeps discarding: the connection is not clean until one is answered.
       while (count_ > 0 && at(0).request != Request::sync) {
         if (at(0).tag != 0) failed_tags.push_back(at(0).tag);
         pop();
       }
+      if (count_ == 0) sync_owed_ = true;
       return v;
     }
     case backend::ready_for_query: {

@@ -1038,7 +1038,8 @@ void ClientSession::check_timeouts(pool::Clock::time_point now) {
   const auto& p = db_->pool;
   bool attached = server_conn_ != nullptr;
   bool in_transaction = attached && server_conn_->tracker.idle() &&
-                        server_conn_->tracker.status() != backend::TransactionStatus::idle;
+                        (server_conn_->tracker.status() != backend::TransactionStatus::idle ||
+                         server_conn_->tracker.sync_owed());
   if (draining_ && server_.handing_over() && idle_point() && idle_for >= std::chrono::seconds(1)) {
     stop_relay(SessionEnd::drained);
   } else if (p.idle_transaction_timeout.count() > 0 && in_transaction &&
@@ -1303,17 +1304,26 @@ void ClientSession::emit_replaced() {
 }
 
 void ClientSession::ensure_prepared(const pool::PreparedStatement& statement) {
+  if (server_conn_->statements.touch(statement.key)) return;
+  prepare_on_server(statement, Answer::hidden);
+}
+
+void ClientSession::prepare_on_server(const pool::PreparedStatement& statement, Answer answer) {
   auto& conn = *server_conn_;
-  if (conn.statements.touch(statement.key)) return;
   emit_replaced();
   Encoder e(server_out_);
   if (auto evicted = conn.statements.add(statement, db_->pool.max_prepared_statements)) {
     encode::close(e, 'S', *evicted);
     conn.tracker.push(Request::close, Answer::hidden);
   }
+  // The server may hold the name although this connection's cache forgot it (an eviction Close or a
+  // DEALLOCATE it skipped after an error): closing first makes the Parse succeed either way, and closing a
+  // name that does not exist is no error.
+  encode::close(e, 'S', statement.server_name);
+  conn.tracker.push(Request::close, Answer::hidden);
   encode::parse(e, statement.server_name, statement.query, statement.parameter_types,
                 statement.num_parameter_types);
-  conn.tracker.push(Request::parse, Answer::hidden, statement.key.tag());
+  conn.tracker.push(Request::parse, answer, statement.key.tag());
 }
 
 void ClientSession::refuse_request(Request request, std::string_view sqlstate, std::string_view message,
@@ -1403,15 +1413,7 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         emit_replaced();
         return true;
       }
-      emit_replaced();
-      Encoder e(server_out_);
-      if (auto evicted = conn.statements.add(*statement, db_->pool.max_prepared_statements)) {
-        encode::close(e, 'S', *evicted);
-        t.push(Request::close, Answer::hidden);
-      }
-      encode::parse(e, statement->server_name, statement->query, statement->parameter_types,
-                    statement->num_parameter_types);
-      t.push(Request::parse, Answer::forward, statement->key.tag());
+      prepare_on_server(*statement, Answer::forward);
       return true;
     }
     case frontend::bind: {
@@ -1530,7 +1532,17 @@ bool ClientSession::rewrite_deallocate(std::string_view sql, Request request) {
   if (!rename_statements_ || name.empty()) return false;
   const pool::PreparedStatement* statement = statements_.find(name);
   if (statement == nullptr) return false;  // a PREPARE'd SQL statement: the server's business
-  ensure_prepared(*statement);
+  if (request == Request::parse) {
+    ensure_prepared(*statement);
+  } else if (!server_conn_->statements.touch(statement->key)) {
+    // A Parse ahead of a simple Query gets a Sync of its own: after an error the server would otherwise
+    // discard the Query too, and the client would wait for a ReadyForQuery that never comes. Its failure
+    // (an aborted transaction) is not shown: the DEALLOCATE then fails with the server's own error.
+    prepare_on_server(*statement, Answer::quiet);
+    Encoder e(server_out_);
+    encode::sync(e);
+    server_conn_->tracker.push(Request::sync, Answer::quiet);
+  }
   emit_replaced();
   std::string server_sql = "DEALLOCATE " + statement->server_name;
   Encoder e(server_out_);
@@ -1859,6 +1871,17 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         for (auto tag : failed_tags_)
           conn->statements.remove_tag(tag);
         failed_tags_.clear();
+        if (type == backend::notification_response && mode_ != config::PoolMode::session && v.to_client) {
+          // A LISTEN got past the refusal (run by a function or a DO block): the notification may be for a
+          // client this connection served before. Not shown to this one; the connection closes at release.
+          if (!conn->listening)
+            log_.warn(
+                "a notification arrived in {} pooling: the server connection is "
+                "listening; dropped, and the connection is closed when released",
+                config::to_string(mode_));
+          conn->listening = true;
+          v.to_client = false;
+        }
         if (audit_ && (v.to_client || !v.instead.empty())) {
           audit_->on_backend(type, v.instead.empty() ? body : v.instead.subspan(typed_header_size));
         }
@@ -1890,7 +1913,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
               if (v.to_client) statements_.clear();
             }
           }
-        } else if (type == backend::error_response && !v.to_client && v.instead.empty()) {
+        } else if (type == backend::error_response && !v.to_client && v.instead.empty() && !v.quiet) {
           // One of pgwarden's own requests failed (restoring this client's settings): the client must not go
           // on with settings it did not ask for.
           backend::ErrorFields f;
@@ -1974,7 +1997,8 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
           aim_cancels();
           continue;
         }
-        detach_and_release(true);
+        // A cancel still on its way after that could hit the next client's query: closed, not reused.
+        detach_and_release(conn->cancels_in_flight.load(std::memory_order_acquire) == 0);
         if (draining_ && client_in_.empty()) co_return SessionEnd::drained;
         server_in_.release_if_empty();  // an idle client holds no read buffer
         break;
@@ -2067,9 +2091,10 @@ asio::awaitable<void> ClientSession::finish(SessionEnd end) {
                          end == SessionEnd::server_protocol_violation || end == SessionEnd::settings_lost;
     // KILL (and a client leaving a paused database): its server connections close rather than go idle.
     // A cancel request still on its way could hit the next client's query: such a connection is closed too.
+    // Extended-protocol messages without their Sync: a Sync now would commit what the client abandoned.
     bool settled = !server_failed && conn->tracker.idle() && !conn->tracker.in_copy() &&
-                   !server_scan_.mid_message() && server_in_.empty() && !server_.paused(database_) &&
-                   conn->cancels_in_flight.load(std::memory_order_acquire) == 0;
+                   !conn->tracker.sync_owed() && !server_scan_.mid_message() && server_in_.empty() &&
+                   !server_.paused(database_) && conn->cancels_in_flight.load(std::memory_order_acquire) == 0;
     if (!settled) {
       // Answers still owed, COPY in progress or a broken stream: closing is the only clean way out.
       pool_->discard(std::move(conn));

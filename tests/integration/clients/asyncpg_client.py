@@ -27,6 +27,10 @@ async def main(client, port, cafile, rounds):
         q = await conn.prepare(q_text, name="q")
         a = await conn.prepare(a_text)  # __asyncpg_stmt_1__: the first generated name in this process
         names = [q.get_name(), a.get_name()]
+        # prepare() is Parse/Describe/Flush: until a Sync or a Query the server holds an implicit transaction
+        # (and the locks of what the statements read), so the client keeps its server connection, as behind
+        # PgBouncer. A query ends it before this client waits for the others.
+        await conn.execute("SELECT 1")
         print("ready", flush=True)
         if sys.stdin.readline().strip() != "go":
             fail("no go")

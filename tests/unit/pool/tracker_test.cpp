@@ -117,6 +117,98 @@ TEST(Tracker, ErrorInExtendedProtocolSkipsToSyncAndReportsFailedTags) {
   EXPECT_TRUE(r.t.clean());
 }
 
+TEST(Tracker, ExtendedProtocolWithoutSyncIsNotClean) {
+  // Parse/Bind/Execute/Flush: everything answered, but the server holds the implicit transaction until a
+  // Sync.
+  Script r;
+  r.t.push(Request::parse);
+  r.t.push(Request::bind);
+  r.t.push(Request::execute);
+  r.feed('1');
+  r.feed('2');
+  r.feed('C');
+  EXPECT_TRUE(r.t.idle());
+  EXPECT_TRUE(r.t.sync_owed());
+  EXPECT_FALSE(r.t.clean());
+  r.t.push(Request::sync);
+  EXPECT_FALSE(r.t.sync_owed());
+  EXPECT_TRUE(r.feed('Z', idle).ready);
+  EXPECT_TRUE(r.t.clean());
+}
+
+TEST(Tracker, QueryEndsTheImplicitTransactionUnlessTheServerSkipsIt) {
+  // asyncpg's prepare() is Parse/Describe/Flush; a Query after it commits the implicit transaction.
+  Script r;
+  r.t.push(Request::parse);
+  r.t.push(Request::describe_statement);
+  r.feed('1');
+  r.feed('t');
+  r.feed('n');
+  EXPECT_FALSE(r.t.clean());
+  r.t.push(Request::query);
+  r.feed('I');
+  r.feed('Z', idle);
+  EXPECT_TRUE(r.t.clean());
+  // After an error in the extended messages before it, the server discards the Query too.
+  r.t.push(Request::execute);
+  r.t.push(Request::query);
+  r.feed('E');
+  EXPECT_TRUE(r.t.idle());
+  EXPECT_FALSE(r.t.clean());
+}
+
+TEST(Tracker, SuspendedPortalWithoutSyncIsNotClean) {
+  Script r;
+  r.t.push(Request::execute);
+  r.feed('D');
+  EXPECT_FALSE(r.feed('s').violation);
+  EXPECT_TRUE(r.t.idle());
+  EXPECT_FALSE(r.t.clean());
+}
+
+TEST(Tracker, ErrorWithoutSyncQueuedKeepsTheConnectionUntilOne) {
+  // After the error the server discards everything until a Sync: the connection must not serve anyone else.
+  Script r;
+  r.t.push(Request::parse, Answer::forward, 3);
+  r.t.push(Request::bind);
+  r.t.push(Request::execute);
+  EXPECT_TRUE(r.feed('E').to_client);
+  EXPECT_EQ(r.failed, std::vector<std::uint64_t>{3});
+  EXPECT_TRUE(r.t.idle());
+  EXPECT_FALSE(r.t.clean());
+  r.t.push(Request::sync);
+  EXPECT_TRUE(r.feed('Z', idle).ready);
+  EXPECT_TRUE(r.t.clean());
+}
+
+TEST(Tracker, SyntheticAnswersSendNothingToTheServer) {
+  Script r;
+  r.t.push_synthetic(Request::parse, parse_complete);
+  r.t.take_due(r.due);
+  EXPECT_EQ(r.due, parse_complete);
+  EXPECT_FALSE(r.t.sync_owed());
+  EXPECT_TRUE(r.t.clean());
+}
+
+TEST(Tracker, QuietRequestHidesItsErrorToo) {
+  // pgwarden's Parse and Sync ahead of a rewritten simple-query DEALLOCATE, in an aborted transaction.
+  Script r;
+  r.t.push(Request::parse, Answer::quiet, 4);
+  r.t.push(Request::sync, Answer::quiet);
+  r.t.push(Request::query);
+  auto v = r.feed('E');
+  EXPECT_FALSE(v.to_client);
+  EXPECT_TRUE(v.quiet);
+  EXPECT_EQ(r.failed, std::vector<std::uint64_t>{4});
+  v = r.feed('Z', Bytes{'E'});
+  EXPECT_FALSE(v.to_client);
+  EXPECT_TRUE(v.quiet);
+  v = r.feed('E');
+  EXPECT_TRUE(v.to_client);
+  EXPECT_FALSE(v.quiet);
+  EXPECT_TRUE(r.feed('Z', Bytes{'E'}).to_client);
+}
+
 TEST(Tracker, ErrorInSimpleQueryWaitsForReadyForQuery) {
   Script r;
   r.t.push(Request::query);
@@ -234,6 +326,24 @@ TEST(Tracker, CopyInFromExtendedProtocolIgnoresTheSyncSentBeforeTheData) {
   r.t.push(Request::copy_marker);
   r.t.push(Request::sync);
   EXPECT_FALSE(r.feed('C').violation);
+  EXPECT_TRUE(r.feed('Z', idle).ready);
+  EXPECT_TRUE(r.t.clean());
+}
+
+TEST(Tracker, CopyInFromExtendedProtocolFailingOwesASync) {
+  // The Sync sent with the Execute is ignored in copy-in; after an error in the data the server discards
+  // everything until the Sync the client sends after CopyDone or CopyFail.
+  Script r;
+  r.t.push(Request::execute);
+  r.t.push(Request::sync);
+  r.feed('G');
+  EXPECT_TRUE(r.t.sync_owed());
+  r.t.push(Request::copy_marker);
+  r.feed('E');
+  EXPECT_FALSE(r.t.in_copy());
+  EXPECT_TRUE(r.t.idle());
+  EXPECT_FALSE(r.t.clean());
+  r.t.push(Request::sync);
   EXPECT_TRUE(r.feed('Z', idle).ready);
   EXPECT_TRUE(r.t.clean());
 }

@@ -71,6 +71,9 @@ struct ServerConnection {
   // equal needs no SET on attach.
   std::string settings_key;
   std::atomic<int> cancels_in_flight{0};  // a cancel request for this backend is on its way
+  // A NotificationResponse came in transaction or statement pooling: a LISTEN is active here, so the
+  // connection closes at release rather than serve another client.
+  bool listening = false;
 
   std::string describe() const;  // "host:port (pid N)"
   std::string_view parameter(std::string_view name) const noexcept;

@@ -32,6 +32,8 @@ enum class Answer : std::uint8_t {
   swallow,    // pgwarden's own request (SET, ROLLBACK, reset): the client never sees the answer
   hidden,     // pgwarden's own request on the client's behalf (a Parse it injected before a Bind): success is
               // silent, an ErrorResponse goes to the client, as the reason its next request fails
+  quiet,      // pgwarden's own request whose failure is harmless (a Parse ahead of a rewritten DEALLOCATE):
+              // neither its success nor its ErrorResponse reaches the client
   synthetic,  // not sent to the server: pgwarden's bytes go to the client when the entry reaches the head
   replace_error,  // sent so that the server fails where the client's request would have: the ErrorResponse is
                   // replaced by pgwarden's own
@@ -55,6 +57,7 @@ class Tracker {
     const char* why = "";
     bool ready = false;            // a ReadyForQuery: a sync point was answered
     bool copy_in_started = false;  // CopyInResponse: the client now streams copy data
+    bool quiet = false;            // the message answers an Answer::quiet request
   };
 
   // Frontend side: the session sent (or, for synthetic, answered) a request.
@@ -74,10 +77,15 @@ class Tracker {
   void take_due(std::vector<std::uint8_t>& due);
 
   bool idle() const noexcept { return count_ == 0; }
-  // Nothing owed, not in a transaction, not copying: the connection may serve another client.
+  // Nothing owed, not in a transaction, not copying, no extended-protocol message since the last Sync: the
+  // connection may serve another client.
   bool clean() const noexcept {
-    return count_ == 0 && status_ == protocol::backend::TransactionStatus::idle && !copy_in_ && !copy_out_;
+    return count_ == 0 && status_ == protocol::backend::TransactionStatus::idle && !copy_in_ && !copy_out_ &&
+           !sync_owed_;
   }
+  // The server got extended-protocol messages after the last Sync: it may hold an implicit transaction (or,
+  // after an error, discard everything) until a Sync comes, whatever the last ReadyForQuery said.
+  bool sync_owed() const noexcept { return sync_owed_; }
   bool in_copy_in() const noexcept { return copy_in_; }
   bool in_copy() const noexcept { return copy_in_ || copy_out_; }
   protocol::backend::TransactionStatus status() const noexcept { return status_; }
@@ -90,6 +98,7 @@ class Tracker {
   Entry& at(std::size_t i) noexcept { return ring_[(head_ + i) & (ring_.size() - 1)]; }
   const Entry& at(std::size_t i) const noexcept { return ring_[(head_ + i) & (ring_.size() - 1)]; }
   void push_entry(const Entry& e);
+  void note_sent(Request r) noexcept;
   void pop() noexcept;
   void erase_at(std::size_t i) noexcept;
   std::span<const std::uint8_t> bytes_of(const Entry& e) const noexcept {
@@ -105,7 +114,7 @@ class Tracker {
   protocol::backend::TransactionStatus status_ = protocol::backend::TransactionStatus::idle;
   bool copy_in_ = false;
   bool copy_out_ = false;
-  bool skipping_to_sync_ = false;  // after an ErrorResponse in the extended protocol
+  bool sync_owed_ = false;
 };
 
 }  // namespace pgw::pool

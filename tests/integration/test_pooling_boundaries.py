@@ -1,0 +1,284 @@
+"""Transaction pooling at the edges of the extended protocol: a server connection goes back to the pool only once
+the server has answered a Sync after the last extended-protocol message, pgwarden's own requests never leave a
+connection skipping to a Sync, its statement cache survives what the server skipped, and a LISTEN that got past
+the refusal does not leak notifications to the next client. Raw protocol messages over TLS, pools of one."""
+import socket
+import struct
+import time
+
+import pytest
+
+import harness
+from harness import message
+
+psycopg = pytest.importorskip("psycopg")
+
+
+def cstr(s):
+    return s.encode() + b"\0"
+
+
+def parse(name, sql):
+    return message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0))
+
+
+def bind(portal="", statement=""):
+    return message(b"B", cstr(portal) + cstr(statement) + struct.pack("!hhh", 0, 0, 0))
+
+
+def execute(portal="", rows=0):
+    return message(b"E", cstr(portal) + struct.pack("!i", rows))
+
+
+def query(sql):
+    return message(b"Q", cstr(sql))
+
+
+SYNC = message(b"S")
+FLUSH = message(b"H")
+
+
+def login(pgw, env):
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    msgs = harness.scram_login(w, "alice", "alice-pw")
+    assert msgs[-1][0] == b"Z", msgs
+    return w
+
+
+def read(w, n, timeout=5.0):
+    w.sock.settimeout(timeout)
+    return [w.read_message() for _ in range(n)]
+
+
+def until_ready(w, timeout=5.0):
+    """Messages up to and including ReadyForQuery; a timeout fails the test (the hang these tests look for)."""
+    w.sock.settimeout(timeout)
+    out = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            t, b = w.read_message()
+        except (socket.timeout, TimeoutError):
+            break
+        out.append((t, b))
+        if t == b"Z":
+            return out
+    pytest.fail(f"no ReadyForQuery within {timeout}s; got {types(out)}")
+
+
+def types(msgs):
+    return "".join(t.decode() for t, _ in msgs)
+
+
+def errors(msgs):
+    return [harness.error_fields(b) for t, b in msgs if t == b"E"]
+
+
+def fresh_table(env, name):
+    env.cluster.sql(f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (x int); ALTER TABLE {name} OWNER TO alice",
+                    db="app")
+
+
+def count(env, table):
+    return int(env.cluster.sql(f"SELECT count(*) FROM {table}", db="app"))
+
+
+def start(env, **pool):
+    return env.start(pool={"mode": "transaction", "default_size": 1, **pool})
+
+
+def select_42(pgw, env):
+    b = login(pgw, env)
+    b.send(query("SELECT 42"))
+    got = until_ready(b)
+    b.close()
+    return got
+
+
+def test_flush_without_sync_keeps_the_connection_until_sync(env):
+    # Parse/Bind/Execute/Flush: answered, but the INSERT sits in an implicit transaction until the Sync. The
+    # connection stays with this client, so a second client waits instead of running inside that transaction.
+    fresh_table(env, "flush_kept")
+    pgw = start(env, query_wait_timeout="30s")
+    a = login(pgw, env)
+    a.send(parse("", "INSERT INTO flush_kept VALUES (1)") + bind() + execute() + FLUSH)
+    assert types(read(a, 3)) == "12C"
+    result = {}
+
+    def second_client():
+        with psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True) as b:
+            result["b"] = b.execute("SELECT count(*) FROM flush_kept").fetchone()[0]
+
+    import threading
+    t = threading.Thread(target=second_client)
+    t.start()
+    time.sleep(0.5)
+    assert "b" not in result, "the second client got the connection while the first still owed a Sync"
+    a.send(SYNC)
+    z = until_ready(a)
+    assert types(z) == "Z" and z[-1][1] == b"I"
+    t.join(timeout=15)
+    assert result.get("b") == 1, "the second client ran before the first one's commit"
+    assert count(env, "flush_kept") == 1
+    a.close()
+
+
+def test_client_gone_without_sync_commits_nothing(env):
+    # PostgreSQL alone rolls back a Parse/Bind/Execute/Flush whose client disconnects: so must the pool.
+    fresh_table(env, "flush_gone")
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("", "INSERT INTO flush_gone VALUES (7)") + bind() + execute() + FLUSH)
+    assert types(read(a, 3)) == "12C"
+    a.sock.close()
+    time.sleep(0.3)
+    got = select_42(pgw, env)
+    assert types(got).endswith("CZ") and not errors(got)
+    assert count(env, "flush_gone") == 0
+
+
+def test_error_without_sync_does_not_hang_the_next_client(env):
+    # After the error the server discards everything until a Sync; the next client must not get that connection.
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("", "SELECT 1/0") + bind() + execute() + FLUSH)
+    got = read(a, 2)  # 1/0 is folded when the Bind plans the statement
+    assert types(got) == "1E" and errors(got)[0]["C"] == "22012"
+    a.sock.close()
+    time.sleep(0.3)
+    got = select_42(pgw, env)
+    assert types(got) == "TDCZ", got
+
+
+def test_suspended_portal_stays_with_its_client(env):
+    # Execute with a row limit and Flush (drivers fetching in batches): the portal lives until the Sync.
+    pgw = start(env, default_size=2)
+    a = login(pgw, env)
+    a.send(parse("", "SELECT generate_series(1, 5)") + bind() + execute(rows=2) + FLUSH)
+    assert types(read(a, 4)) == "12DD"
+    assert types(read(a, 1)) == "s"
+    with psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True) as b:
+        # A transaction of its own: not inside the first client's.
+        assert b.execute("SELECT now() = statement_timestamp()").fetchone()[0] is True
+    a.send(execute(rows=0) + SYNC)
+    got = until_ready(a)
+    assert types(got) == "DDDCZ", [(t, b[:40]) for t, b in got]
+    a.close()
+
+
+def test_failed_extended_copy_keeps_the_connection_until_sync(env):
+    # COPY FROM STDIN by the extended protocol: the Sync sent with the Execute is ignored in copy-in, so after
+    # an error in the data the server waits for another one.
+    fresh_table(env, "copy_ext")
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("", "COPY copy_ext FROM STDIN") + bind() + execute() + SYNC)
+    assert types(read(a, 3)) == "12G"
+    a.send(message(b"d", b"notanint\n"))
+    got = read(a, 1)
+    assert types(got) == "E" and errors(got)[0]["C"] == "22P02"
+    a.sock.close()
+    time.sleep(0.3)
+    assert types(select_42(pgw, env)) == "TDCZ"
+    assert count(env, "copy_ext") == 0
+
+
+def test_deallocate_of_a_statement_the_connection_lacks_in_a_failed_transaction(env):
+    # DEALLOCATE of a protocol-level statement this connection never prepared, in an aborted transaction:
+    # pgwarden prepares it first, and that fails too. The client gets PostgreSQL's answer to the DEALLOCATE
+    # (25P02) and its ReadyForQuery; the connection is usable afterwards.
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("s1", "SELECT 1") + SYNC)  # answered by pgwarden: no server connection yet
+    assert types(until_ready(a)) == "1Z"
+    for sql, expect in (("BEGIN", "CZ"), ("SELECT 1/0", "EZ")):
+        a.send(query(sql))
+        assert types(until_ready(a)) == expect
+    a.send(query("DEALLOCATE s1"))
+    got = until_ready(a)
+    assert types(got) == "EZ", got
+    assert errors(got)[0]["C"] == "25P02"
+    a.send(query("ROLLBACK"))
+    assert types(until_ready(a)) == "CZ"
+    a.close()
+    assert types(select_42(pgw, env)) == "TDCZ"
+
+
+def test_deallocate_of_a_statement_whose_parse_fails(env):
+    # The statement was accepted on a syntax check only (no server connection then); preparing it before the
+    # DEALLOCATE fails on the server. The client still gets a ReadyForQuery, and the next client is served.
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("s1", "SELECT * FROM no_such_table_here") + SYNC)
+    assert types(until_ready(a)) == "1Z"
+    a.send(query("SELECT 1") + query("DEALLOCATE s1"))
+    assert types(until_ready(a)) == "TDCZ"
+    got = until_ready(a)
+    assert got[-1][0] == b"Z" and got[-1][1] == b"I"
+    a.close()
+    assert types(select_42(pgw, env)) == "TDCZ"
+
+
+def test_statement_cache_survives_a_failed_deallocate(env):
+    # The DEALLOCATE fails in an aborted transaction, so the server keeps pgwarden's statement although the
+    # connection's cache let it go: preparing it again must still work, for every client.
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("x", "SELECT 1") + bind("", "x") + execute() + SYNC)
+    assert types(until_ready(a)) == "12DCZ"
+    for sql in ("BEGIN", "SELECT 1/0", "DEALLOCATE x", "ROLLBACK"):
+        a.send(query(sql))
+        until_ready(a)
+    a.close()
+    b = login(pgw, env)
+    for i in range(3):
+        b.send(parse(f"y{i}", "SELECT 1") + bind("", f"y{i}") + execute() + SYNC)
+        got = until_ready(b)
+        assert types(got) == "12DCZ", errors(got)
+    b.close()
+
+
+def test_statement_cache_survives_a_skipped_eviction(env):
+    # With room for one statement, preparing a second evicts the first with a Close; an error earlier in the
+    # pipeline makes the server skip that Close. The first statement must still be preparable afterwards.
+    pgw = start(env, max_prepared_statements=1)
+    a = login(pgw, env)
+    a.send(parse("x", "SELECT 1") + bind("", "x") + execute() + SYNC)
+    assert types(until_ready(a)) == "12DCZ"
+    a.send(parse("", "SELECT 1/0") + bind() + execute() + parse("y", "SELECT 2") + SYNC)
+    assert types(until_ready(a)) == "1EZ"
+    a.close()
+    b = login(pgw, env)
+    for i in range(3):
+        b.send(parse(f"z{i}", "SELECT 1") + bind("", f"z{i}") + execute() + SYNC)
+        got = until_ready(b)
+        assert types(got) == "12DCZ", errors(got)
+    b.close()
+
+
+def test_listen_past_the_refusal_does_not_reach_the_next_client(env):
+    # LISTEN is refused in transaction pooling, but a DO block can still run it. The notification must not
+    # reach whichever client has that server connection next, and the connection must not stay listening.
+    # (No liveness check before reuse, which would close it for its unread bytes: the relay sees it.)
+    pgw = start(env, server_check_delay="30s")
+    with psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True) as a:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            a.execute("LISTEN ch1")
+        a.execute("DO $$BEGIN EXECUTE 'LISTEN ch1'; END$$")
+    b = login(pgw, env)
+    b.send(query("SELECT 1"))
+    assert types(until_ready(b)) == "TDCZ"
+    env.cluster.sql("NOTIFY ch1, 'secret-payload'", db="app")
+    time.sleep(0.3)
+    b.send(query("SELECT 2"))
+    got = until_ready(b)
+    assert b"A" not in [t for t, _ in got], "a notification for another client's LISTEN reached this one"
+    assert types(got) == "TDCZ"
+    b.close()
+    c = login(pgw, env)
+    c.send(query("SELECT count(*) FROM pg_listening_channels()"))
+    got = until_ready(c)
+    rows = [b for t, b in got if t == b"D"]
+    assert rows and rows[0].endswith(b"0"), "the listening connection went back to the pool"
+    c.close()
+    assert "a notification arrived in transaction pooling" in pgw.log()
