@@ -1411,6 +1411,13 @@ Scratch& scratch() {
   thread_local Scratch s;
   return s;
 }
+// A text of millions of tokens leaves no scratch of that size with the worker thread.
+constexpr std::size_t kept_tokens = std::size_t{1} << 16;
+void trim_scratch() {
+  Scratch& s = scratch();
+  if (s.toks.capacity() > kept_tokens) std::vector<Token>().swap(s.toks);
+  if (s.pieces.capacity() > kept_tokens) std::vector<Piece>().swap(s.pieces);
+}
 
 // Classifies `piece` (a statement the whole-text parse could not give) on its own.
 void classify_piece(std::string_view sql, std::size_t begin, std::size_t end, std::size_t max_parse_bytes,
@@ -1588,10 +1595,12 @@ void Classifier::classify(std::string_view sql, const SqlPrepared* session, std:
 void Classifier::compute(std::string_view sql, std::vector<Statement>& out) {
   if (limits_.fast_path && try_fast(sql, out)) {
     ++stats_.fast;
+    trim_scratch();
     return;
   }
   out.clear();
   full(sql, out);
+  trim_scratch();
 }
 
 bool Classifier::try_fast(std::string_view sql, std::vector<Statement>& out) {

@@ -21,9 +21,14 @@ bool contains_word_ci(std::string_view text, std::string_view lower_word) {
   return false;
 }
 
+// PostgreSQL's scanner and grammar take tens to a hundred and more times a text's size in memory while they
+// run: longer texts are not given to them here (see the header for what the callers do instead).
+constexpr std::size_t max_scanned_bytes = std::size_t{256} << 10;
+
 }  // namespace
 
 bool has_statement_starting_with(std::string_view sql, Leading keyword) {
+  if (sql.size() > max_scanned_bytes) return false;
   bool maybe = keyword == Leading::listen ? contains_word_ci(sql, "listen")
                                           : contains_word_ci(sql, "begin") || contains_word_ci(sql, "start");
   if (!maybe) return false;
@@ -59,6 +64,7 @@ bool has_statement_starting_with(std::string_view sql, Leading keyword) {
 }
 
 bool parses(std::string_view sql) {
+  if (sql.size() > max_scanned_bytes) return false;
   std::string text(sql);
   PgQueryParseResult r = pg_query_parse(text.c_str());
   bool ok = r.error == nullptr;

@@ -562,6 +562,10 @@ std::vector<KeyDef<PoolSettings>> pool_keys() {
         "protocol-level named statements one client may hold at once (transaction and statement modes)"},
        uint_key(&P::max_client_prepared_statements, 1, big),
        {}},
+      {{"pool", "max_client_prepared_bytes", "size", "\"16MB\"", true, true,
+        "bytes of statement text, names and parameter types those statements may hold in all"},
+       size_key(&P::max_client_prepared_bytes, 1024, std::uint64_t{1} << 40),
+       {}},
       {{"pool", "track_extra_parameters", "array of strings", "[]", true, true,
         "parameters kept per client besides client_encoding, DateStyle, IntervalStyle, TimeZone, "
         "standard_conforming_strings and application_name (they must be reported by ParameterStatus)"},

@@ -46,25 +46,44 @@ std::shared_ptr<const PreparedStatement> make_statement(std::string_view query,
   return s;
 }
 
-bool ClientStatements::add(std::string_view name, std::shared_ptr<const PreparedStatement> statement) {
-  auto it = names_.find(name);
+namespace {
+// PostgreSQL compares statement names by their first NAMEDATALEN - 1 bytes.
+constexpr std::size_t name_bytes = 63;
+std::string_view name_key(std::string_view name) noexcept {
+  return name.substr(0, name_bytes);
+}
+std::size_t charge(std::string_view key, const PreparedStatement& s) noexcept {
+  return key.size() + s.query.size() + s.parameter_types.size() + 128;
+}
+}  // namespace
+
+ClientStatements::Added ClientStatements::add(std::string_view name,
+                                              std::shared_ptr<const PreparedStatement> statement) {
+  const std::string_view key = name_key(name);
+  const std::size_t cost = charge(key, *statement);
+  auto it = names_.find(key);
+  const std::size_t freed = it == names_.end() ? 0 : charge(key, *it->second);
+  if (it == names_.end() && names_.size() >= max_) return Added::too_many;
+  if (bytes_ - freed + cost > max_bytes_) return Added::too_large;
+  bytes_ = bytes_ - freed + cost;
   if (it != names_.end()) {
     it->second = std::move(statement);
-    return true;
+  } else {
+    names_.emplace(std::string(key), std::move(statement));
   }
-  if (names_.size() >= max_) return false;
-  names_.emplace(std::string(name), std::move(statement));
-  return true;
+  return Added::ok;
 }
 
 const PreparedStatement* ClientStatements::find(std::string_view name) const noexcept {
-  auto it = names_.find(name);
+  auto it = names_.find(name_key(name));
   return it == names_.end() ? nullptr : it->second.get();
 }
 
 void ClientStatements::remove(std::string_view name) {
-  auto it = names_.find(name);
-  if (it != names_.end()) names_.erase(it);
+  auto it = names_.find(name_key(name));
+  if (it == names_.end()) return;
+  bytes_ -= charge(it->first, *it->second);
+  names_.erase(it);
 }
 
 bool ServerStatements::touch(const StatementKey& key) {

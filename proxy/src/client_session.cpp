@@ -45,6 +45,13 @@ bool extend_run(std::size_t& start, std::size_t& end, std::size_t offset, std::s
 // A client this long without a message gives back what only a busy one keeps: OpenSSL's record buffers and
 // the parked server side.
 constexpr auto idle_release_after = std::chrono::seconds(1);
+// Back-pressure on a client that sends faster than it reads: past these, pgwarden reads no more from it (its
+// requests awaiting answers, pgwarden's own answers among them) or from its server (answers queued behind a
+// write to the client), until the client catches up. A pipeline deeper than a server would take into its
+// socket buffers is rare; a client that floods small requests and never reads is the case to stop.
+constexpr std::size_t max_pending_requests = 65536;
+constexpr std::size_t max_outbox_bytes = std::size_t{1} << 20;
+constexpr auto backlog_poll = std::chrono::milliseconds(1);
 // Read buffers start here and grow only for a message that must be seen whole (up to max_packet_size).
 constexpr std::size_t io_buffer_size = protocol::Buffer::recycled_capacity;
 // SASL and password messages are tiny; anything bigger before authentication is refused.
@@ -93,7 +100,8 @@ ClientSession::ClientSession(Server& server, Worker& worker, tls::tcp::socket so
       worker_(worker),
       rt_(server.runtime()),
       client_(std::move(socket)),
-      statements_(rt_->config->pool.max_client_prepared_statements),
+      statements_(rt_->config->pool.max_client_prepared_statements,
+                  rt_->config->pool.max_client_prepared_bytes),
       client_scan_(rt_->config->proxy.max_packet_size),
       server_scan_(rt_->config->proxy.max_packet_size),
       login_(std::make_unique<LoginState>(worker.io().get_executor())) {
@@ -1398,11 +1406,15 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         return true;
       }
       auto statement = pool::make_statement(p.query, p.parameter_types, p.num_parameter_types);
-      if (!statements_.add(p.statement, statement)) {
-        refuse_request(Request::parse, "54000",
-                       "too many prepared statements for one client: max_client_prepared_statements is " +
-                           std::to_string(db_->pool.max_client_prepared_statements),
-                       "Close statements that are no longer used.");
+      if (auto added = statements_.add(p.statement, statement); added != pool::ClientStatements::Added::ok) {
+        refuse_request(
+            Request::parse, "54000",
+            added == pool::ClientStatements::Added::too_many
+                ? "too many prepared statements for one client: max_client_prepared_statements is " +
+                      std::to_string(rt_->config->pool.max_client_prepared_statements)
+                : "this client's prepared statements would hold more than max_client_prepared_bytes (" +
+                      std::to_string(rt_->config->pool.max_client_prepared_bytes) + " bytes)",
+            "Close statements that are no longer used.");
         return true;
       }
       if (audit_) audit_->on_parse(p.statement, p.query);
@@ -1579,9 +1591,10 @@ bool ClientSession::answer_locally(char type, Bytes body) {
         return false;
       }
       if (!audit::parses(p.query)) return false;
-      if (!statements_.add(p.statement,
-                           pool::make_statement(p.query, p.parameter_types, p.num_parameter_types))) {
-        return false;
+      if (statements_.add(p.statement,
+                          pool::make_statement(p.query, p.parameter_types, p.num_parameter_types)) !=
+          pool::ClientStatements::Added::ok) {
+        return false;  // refused in translate(), with the server's connection attached
       }
       if (audit_) audit_->on_parse(p.statement, p.query);
       outbox_.insert(outbox_.end(), std::begin(parse_complete_message), std::end(parse_complete_message));
@@ -1649,9 +1662,25 @@ asio::awaitable<bool> ClientSession::flush_outbox() {
   co_return ok;
 }
 
+bool ClientSession::backlogged() const noexcept {
+  return outbox_.size() > max_outbox_bytes ||
+         (server_conn_ && server_conn_->tracker.pending() > max_pending_requests);
+}
+
 asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
   for (;;) {
     if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
+    while (backlogged()) {
+      // The server side drains the tracker and the outbox as the client reads; what nobody is writing goes
+      // out from here (waiting on the client is the back-pressure).
+      if (!client_writing_ && !outbox_.empty()) {
+        if (!co_await flush_outbox()) co_return SessionEnd::client_closed;
+        continue;
+      }
+      asio::steady_timer t(worker_.io(), backlog_poll);
+      co_await t.async_wait(use_tuple);
+      if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
+    }
     if (client_in_.empty()) client_in_.release_if_empty();
     if (!client_.has_pending()) {
       if (auto [ec] = co_await client_.async_wait_readable(wait_token); ec) {
@@ -1961,6 +1990,12 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         } else {
           outbox_.insert(outbox_.end(), out.begin(), out.end());
           ok = co_await flush_outbox();
+          // The client side is writing to a slow client: read no more from the server until it catches up.
+          while (ok && client_writing_ && outbox_.size() > max_outbox_bytes && !backend_stopping_) {
+            asio::steady_timer t(worker_.io(), backlog_poll);
+            co_await t.async_wait(use_tuple);
+          }
+          if (ok) ok = co_await flush_outbox();
         }
         if (!ok) co_return SessionEnd::client_closed;
       }

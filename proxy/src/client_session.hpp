@@ -136,6 +136,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void emit_wire(protocol::Bytes wire);
   void emit_replaced();  // the current message is not forwarded as is
   void ensure_prepared(const pool::PreparedStatement& statement);
+  // The client sends faster than it reads: see max_pending_requests.
+  bool backlogged() const noexcept;
   // Prepares it on the attached server connection under pgwarden's name, whatever its cache says.
   void prepare_on_server(const pool::PreparedStatement& statement, pool::Answer answer);
   void refuse_request(pool::Request request, std::string_view sqlstate, std::string_view message,

@@ -26,6 +26,9 @@ using Clock = std::chrono::steady_clock;
 // write.
 constexpr std::size_t max_named_statements = 10000;
 constexpr std::size_t max_named_portals = 256;
+// PostgreSQL tells statement and portal names apart by their first NAMEDATALEN - 1 bytes: so do these maps,
+// whose keys stay small that way.
+constexpr std::size_t max_name_bytes = 63;
 // Bind parameters logged (audit.parameters = "log") are cut here, per value and in all.
 constexpr std::size_t max_parameter_bytes = 1024;
 constexpr std::size_t max_parameters_bytes = std::size_t{64} * 1024;
@@ -38,6 +41,8 @@ constexpr std::size_t max_named_bytes = std::size_t{64} << 20;
 constexpr std::size_t pending_ring_kept = 64;
 // The largest statement text whose storage a session keeps for its next record.
 constexpr std::size_t kept_statement_capacity = 4096;
+// Statements of one text whose classification scratch a session keeps for the next.
+constexpr std::size_t kept_statements = 256;
 
 // The number at the end of a command tag ("INSERT 0 5", "UPDATE 3", "COPY 7"), if any.
 std::optional<std::int64_t> rows_of(std::string_view tag) {
@@ -496,6 +501,8 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   }
   push_end(Kind::query_end);
   statements_in_unit_ = 0;
+  // A Query of thousands of statements leaves no scratch of that size behind in an idle session.
+  if (statements_.capacity() > kept_statements) std::vector<audit::Statement>().swap(statements_);
   return ok;
 }
 
@@ -505,21 +512,19 @@ void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
     unnamed_known_ = true;
     return;
   }
+  statement = statement.substr(0, max_name_bytes);
   auto it = named_statements_.find(statement);
   if (it != named_statements_.end()) {
     // The server refuses a second Parse of a name (42P05) and keeps the first: which one runs is not known
     // here.
-    named_bytes_ -= it->second.sql.size();
-    it->second = Named{{}, false};
+    it->second.known = false;  // its text stays charged until the Close, as portals may share it
     return;
   }
   if (named_statements_.size() >= max_named_statements) return;  // Bind finds nothing: an unknown write
   Named n;
   if (named_bytes_ + sql.size() <= max_named_bytes) {
-    n.sql.assign(sql);
+    n.sql = std::make_shared<const std::string>(sql);
     named_bytes_ += sql.size();
-  } else {
-    n.known = false;
   }
   named_statements_.emplace(std::string(statement), std::move(n));
 }
@@ -527,24 +532,26 @@ void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
 void SessionAudit::on_bind(const frontend::Bind& b) {
   Portal* portal = &unnamed_portal_;
   if (!b.portal.empty()) {
-    auto it = named_portals_.find(b.portal);
+    const std::string_view name = b.portal.substr(0, max_name_bytes);
+    auto it = named_portals_.find(name);
     if (it != named_portals_.end()) {
       it->second = Portal{};  // a second Bind of an open portal fails (42P03): its Execute is not known here
       return;
     }
     if (named_portals_.size() >= max_named_portals) return;  // Execute finds no portal: an unknown write
-    portal = &named_portals_.emplace(std::string(b.portal), Portal{}).first->second;
+    portal = &named_portals_.emplace(std::string(name), Portal{}).first->second;
   }
   portal->known = false;
   portal->sql.clear();
+  portal->named_sql.reset();
   if (b.statement.empty()) {
     if (unnamed_known_) {
       portal->sql.assign(unnamed_statement_);
       portal->known = true;
     }
-  } else if (auto it = named_statements_.find(b.statement);
-             it != named_statements_.end() && it->second.known) {
-    portal->sql.assign(it->second.sql);
+  } else if (auto it = named_statements_.find(b.statement.substr(0, max_name_bytes));
+             it != named_statements_.end() && it->second.known && it->second.sql) {
+    portal->named_sql = it->second.sql;
     portal->known = true;
   }
   if (settings_.parameters == config::AuditParameters::log) {
@@ -559,7 +566,8 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
   const Portal* portal = nullptr;
   if (portal_name.empty()) {
     portal = &unnamed_portal_;
-  } else if (auto it = named_portals_.find(portal_name); it != named_portals_.end()) {
+  } else if (auto it = named_portals_.find(portal_name.substr(0, max_name_bytes));
+             it != named_portals_.end()) {
     portal = &it->second;
   }
   if (portal == nullptr || !portal->known) {
@@ -573,13 +581,13 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
     if (settings_.on_failure == AuditOnFailure::block && log_.failing()) return false;
     return push_statement(text, s, in_transaction_for(s, text), true, {});
   }
-  classify(portal->sql);
+  classify(portal->text());
   if (statements_.empty()) {
     push_unaudited(1, true);
     return true;
   }
   const auto& s = statements_.front();
-  std::string_view text = s.text(portal->sql);
+  std::string_view text = s.text(portal->text());
   const bool in_tx = in_transaction_for(s, text);
   if (settings_.on_failure == AuditOnFailure::block && audited(s) && log_.failing()) return false;
   return push_statement(text, s, in_tx, true, portal->params);
@@ -590,14 +598,22 @@ void SessionAudit::on_close(char target, std::string_view name) {
     if (name.empty()) {
       unnamed_statement_.clear();
       unnamed_known_ = false;
-    } else if (auto it = named_statements_.find(name); it != named_statements_.end()) {
-      named_bytes_ -= it->second.sql.size();
+    } else if (auto it = named_statements_.find(name.substr(0, max_name_bytes));
+               it != named_statements_.end()) {
+      if (it->second.sql) {
+        named_bytes_ -= it->second.sql->size();
+        // Closing a statement closes the portals made from it (as in PostgreSQL), so no text outlives its
+        // charge against max_named_bytes.
+        if (unnamed_portal_.named_sql == it->second.sql) unnamed_portal_ = {};
+        std::erase_if(named_portals_, [&](const auto& kv) { return kv.second.named_sql == it->second.sql; });
+      }
       named_statements_.erase(it);
     }
   } else if (name.empty()) {
     unnamed_portal_ = {};
   } else {
-    if (auto it = named_portals_.find(name); it != named_portals_.end()) named_portals_.erase(it);
+    if (auto it = named_portals_.find(name.substr(0, max_name_bytes)); it != named_portals_.end())
+      named_portals_.erase(it);
   }
 }
 

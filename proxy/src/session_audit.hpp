@@ -117,9 +117,11 @@ class SessionAudit {
     std::size_t bytes = 0;  // statement text held until the outcome
   };
   struct Portal {
-    std::string sql;
+    std::string sql;                               // from the unnamed statement
+    std::shared_ptr<const std::string> named_sql;  // a named statement's text, shared, not copied per Bind
     bool known = false;
     audit::Params params;
+    const std::string& text() const noexcept { return named_sql ? *named_sql : sql; }
   };
 
   bool audited(const audit::Statement& s) const noexcept;
@@ -185,7 +187,7 @@ class SessionAudit {
   std::string unnamed_statement_;
   bool unnamed_known_ = false;
   struct Named {
-    std::string sql;
+    std::shared_ptr<const std::string> sql;  // null: beyond max_named_bytes
     bool known = true;  // false: pgwarden cannot tell which text the server holds under this name
   };
   // Looked up by the names in the client's messages (string_view) without building a string per message.

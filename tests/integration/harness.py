@@ -309,6 +309,35 @@ def message(type_byte, body=b""):
     return type_byte + struct.pack("!I", len(body) + 4) + body
 
 
+def cstring(s):
+    return s.encode() + b"\0"
+
+
+# Frontend messages for tests that speak the protocol themselves (text parameters, no parameter types).
+def parse_message(name, sql):
+    return message(b"P", cstring(name) + cstring(sql) + struct.pack("!h", 0))
+
+
+def bind_message(portal="", statement=""):
+    return message(b"B", cstring(portal) + cstring(statement) + struct.pack("!hhh", 0, 0, 0))
+
+
+def execute_message(portal="", rows=0):
+    return message(b"E", cstring(portal) + struct.pack("!i", rows))
+
+
+def query_message(sql):
+    return message(b"Q", cstring(sql))
+
+
+def close_message(target, name):
+    return message(b"C", target.encode() + cstring(name))
+
+
+SYNC_MESSAGE = message(b"S")
+FLUSH_MESSAGE = message(b"H")
+
+
 class Wire:
     """A blocking socket (optionally TLS) that reads whole typed messages."""
 
@@ -332,6 +361,14 @@ class Wire:
         header = self.recv_exact(5)
         length = struct.unpack("!I", header[1:])[0]
         return header[:1], self.recv_exact(length - 4)
+
+    def until_ready(self, timeout=10.0):
+        """Messages up to and including ReadyForQuery, as (type, body); a timeout raises."""
+        self.sock.settimeout(timeout)
+        out = []
+        while not out or out[-1][0] != b"Z":
+            out.append(self.read_message())
+        return out
 
     def start_tls(self, cafile=None, alpn=None, certfile=None, keyfile=None, server_hostname="localhost",
                   context=None):
@@ -357,6 +394,14 @@ def tls_startup(port, cafile, params):
     assert w.recv_exact(1) == b"S"
     w.start_tls(cafile=str(cafile))
     w.send(startup_packet(params))
+    return w
+
+
+def tls_login(port, cafile, user, password, database):
+    """A Wire over TLS, logged in by SCRAM and at its first ReadyForQuery."""
+    w = tls_startup(port, cafile, {"user": user, "database": database})
+    msgs = scram_login(w, user, password)
+    assert msgs[-1][0] == b"Z", msgs
     return w
 
 

@@ -3,46 +3,20 @@ the server has answered a Sync after the last extended-protocol message, pgwarde
 connection skipping to a Sync, its statement cache survives what the server skipped, and a LISTEN that got past
 the refusal does not leak notifications to the next client. Raw protocol messages over TLS, pools of one."""
 import socket
-import struct
+import threading
 import time
 
 import pytest
 
 import harness
-from harness import message
+from harness import (FLUSH_MESSAGE as FLUSH, SYNC_MESSAGE as SYNC, bind_message as bind, execute_message as execute,
+                     message, parse_message as parse, query_message as query)
 
 psycopg = pytest.importorskip("psycopg")
 
 
-def cstr(s):
-    return s.encode() + b"\0"
-
-
-def parse(name, sql):
-    return message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0))
-
-
-def bind(portal="", statement=""):
-    return message(b"B", cstr(portal) + cstr(statement) + struct.pack("!hhh", 0, 0, 0))
-
-
-def execute(portal="", rows=0):
-    return message(b"E", cstr(portal) + struct.pack("!i", rows))
-
-
-def query(sql):
-    return message(b"Q", cstr(sql))
-
-
-SYNC = message(b"S")
-FLUSH = message(b"H")
-
-
 def login(pgw, env):
-    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
-    msgs = harness.scram_login(w, "alice", "alice-pw")
-    assert msgs[-1][0] == b"Z", msgs
-    return w
+    return harness.tls_login(pgw.port, env.certs.ca_crt, "alice", "alice-pw", "app")
 
 
 def read(w, n, timeout=5.0):
@@ -52,18 +26,10 @@ def read(w, n, timeout=5.0):
 
 def until_ready(w, timeout=5.0):
     """Messages up to and including ReadyForQuery; a timeout fails the test (the hang these tests look for)."""
-    w.sock.settimeout(timeout)
-    out = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            t, b = w.read_message()
-        except (socket.timeout, TimeoutError):
-            break
-        out.append((t, b))
-        if t == b"Z":
-            return out
-    pytest.fail(f"no ReadyForQuery within {timeout}s; got {types(out)}")
+    try:
+        return w.until_ready(timeout)
+    except (socket.timeout, TimeoutError):
+        pytest.fail(f"no ReadyForQuery within {timeout}s")
 
 
 def types(msgs):
@@ -109,7 +75,6 @@ def test_flush_without_sync_keeps_the_connection_until_sync(env):
         with psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True) as b:
             result["b"] = b.execute("SELECT count(*) FROM flush_kept").fetchone()[0]
 
-    import threading
     t = threading.Thread(target=second_client)
     t.start()
     time.sleep(0.5)

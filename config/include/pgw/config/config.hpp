@@ -136,6 +136,7 @@ struct PoolSettings {
   std::string server_reset_query = "DISCARD ALL";
   unsigned max_prepared_statements = 200;
   unsigned max_client_prepared_statements = 1000;
+  std::uint64_t max_client_prepared_bytes = std::uint64_t{16} << 20;
   std::vector<std::string> track_extra_parameters;
 };
 

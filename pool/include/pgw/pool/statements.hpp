@@ -42,17 +42,22 @@ std::shared_ptr<const PreparedStatement> make_statement(std::string_view query,
                                                         protocol::Bytes parameter_types,
                                                         std::int16_t num_parameter_types);
 
-// The names one client has prepared.
+// The names one client has prepared. Keyed as PostgreSQL keys them, by their first 63 bytes (NAMEDATALEN -
+// 1), and bounded in number and in bytes (names, texts and parameter types, plus a node's overhead each).
 class ClientStatements {
  public:
-  explicit ClientStatements(std::size_t max_names) : max_(max_names) {}
-  // False when the client already has max_names statements.
-  bool add(std::string_view name, std::shared_ptr<const PreparedStatement> statement);
+  enum class Added : std::uint8_t { ok, too_many, too_large };
+  ClientStatements(std::size_t max_names, std::size_t max_bytes) : max_(max_names), max_bytes_(max_bytes) {}
+  Added add(std::string_view name, std::shared_ptr<const PreparedStatement> statement);
   const PreparedStatement* find(std::string_view name) const noexcept;
   bool contains(std::string_view name) const noexcept { return find(name) != nullptr; }
   void remove(std::string_view name);
-  void clear() noexcept { names_.clear(); }
+  void clear() noexcept {
+    names_.clear();
+    bytes_ = 0;
+  }
   std::size_t size() const noexcept { return names_.size(); }
+  std::size_t bytes() const noexcept { return bytes_; }
 
  private:
   struct Hash {
@@ -60,6 +65,8 @@ class ClientStatements {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::size_t max_;
+  std::size_t max_bytes_;
+  std::size_t bytes_ = 0;
   std::unordered_map<std::string, std::shared_ptr<const PreparedStatement>, Hash, std::equal_to<>> names_;
 };
 
