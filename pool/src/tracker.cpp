@@ -10,7 +10,7 @@ void Tracker::reset() noexcept {
   count_ = 0;
   side_.clear();
   status_ = backend::TransactionStatus::idle;
-  copy_in_ = copy_out_ = sync_owed_ = false;
+  copy_in_ = copy_out_ = sync_owed_ = skipping_ = false;
 }
 
 void Tracker::push_entry(const Entry& e) {
@@ -55,9 +55,12 @@ void Tracker::note_sent(Request r) noexcept {
       sync_owed_ = true;
       break;
     case Request::sync:
-    case Request::query:  // a Query also ends the implicit transaction (unless an error makes the server
-                          // skip it: see ErrorResponse)
-      sync_owed_ = false;
+      sync_owed_ = skipping_ = false;
+      break;
+    case Request::query:
+    case Request::function_call:
+      // Either ends the implicit transaction too, unless the server is discarding everything until a Sync.
+      if (!skipping_) sync_owed_ = false;
       break;
     default:
       break;
@@ -247,7 +250,7 @@ Tracker::Verdict Tracker::on_message(char type, Bytes body, std::vector<std::uin
         if (at(0).tag != 0) failed_tags.push_back(at(0).tag);
         pop();
       }
-      if (count_ == 0) sync_owed_ = true;
+      if (count_ == 0) sync_owed_ = skipping_ = true;
       return v;
     }
     case backend::ready_for_query: {

@@ -60,6 +60,7 @@ constexpr std::uint8_t tls_handshake_record = 0x16;
 constexpr std::uint8_t parse_complete_message[] = {'1', 0, 0, 0, 4};
 constexpr std::uint8_t close_complete_message[] = {'3', 0, 0, 0, 4};
 constexpr std::uint8_t ready_idle_message[] = {'Z', 0, 0, 0, 5, 'I'};
+constexpr std::uint8_t flush_message[] = {'H', 0, 0, 0, 4};
 // A statement that fails in the parser on every PostgreSQL: sent in place of a request pgwarden refuses, so
 // the server fails (and aborts an open transaction, and skips to Sync) exactly where the client's request
 // would have.
@@ -883,6 +884,8 @@ asio::awaitable<std::string> ClientSession::settle(std::shared_ptr<pool::ServerC
     } else if (type == backend::parameter_status) {
       backend::ParameterStatus ps;
       if (decode(fr.frame.body, ps) == Error::none) conn.set_parameter(ps.name, ps.value);
+    } else if (type == backend::notification_response && mode_ != config::PoolMode::session) {
+      conn.listening = true;  // see backend_pump
     } else if (type == backend::command_complete) {
       backend::CommandComplete cc;
       if (decode(fr.frame.body, cc) == Error::none && cc.tag == "DISCARD ALL") {
@@ -1320,15 +1323,17 @@ void ClientSession::prepare_on_server(const pool::PreparedStatement& statement, 
   auto& conn = *server_conn_;
   emit_replaced();
   Encoder e(server_out_);
+  // Closes answer like the Parse they come with, or (for the client's own Parse) like a hidden request.
+  const Answer close_answer = answer == Answer::quiet ? Answer::quiet : Answer::hidden;
   if (auto evicted = conn.statements.add(statement, db_->pool.max_prepared_statements)) {
     encode::close(e, 'S', *evicted);
-    conn.tracker.push(Request::close, Answer::hidden);
+    conn.tracker.push(Request::close, close_answer);
   }
   // The server may hold the name although this connection's cache forgot it (an eviction Close or a
   // DEALLOCATE it skipped after an error): closing first makes the Parse succeed either way, and closing a
   // name that does not exist is no error.
   encode::close(e, 'S', statement.server_name);
-  conn.tracker.push(Request::close, Answer::hidden);
+  conn.tracker.push(Request::close, close_answer);
   encode::parse(e, statement.server_name, statement.query, statement.parameter_types,
                 statement.num_parameter_types);
   conn.tracker.push(Request::parse, answer, statement.key.tag());
@@ -1546,6 +1551,10 @@ bool ClientSession::rewrite_deallocate(std::string_view sql, Request request) {
   if (statement == nullptr) return false;  // a PREPARE'd SQL statement: the server's business
   if (request == Request::parse) {
     ensure_prepared(*statement);
+  } else if (server_conn_->tracker.sync_owed()) {
+    // The client's own extended-protocol messages still await their Sync: a Sync of pgwarden's would commit
+    // them out of the client's sight. The Parse goes as for a Bind (its error, if any, is the client's).
+    ensure_prepared(*statement);
   } else if (!server_conn_->statements.touch(statement->key)) {
     // A Parse ahead of a simple Query gets a Sync of its own: after an error the server would otherwise
     // discard the Query too, and the client would wait for a ReadyForQuery that never comes. Its failure
@@ -1670,12 +1679,19 @@ bool ClientSession::backlogged() const noexcept {
 asio::awaitable<SessionEnd> ClientSession::frontend_loop() {
   for (;;) {
     if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
+    bool flushed = false;
     while (backlogged()) {
       // The server side drains the tracker and the outbox as the client reads; what nobody is writing goes
       // out from here (waiting on the client is the back-pressure).
       if (!client_writing_ && !outbox_.empty()) {
         if (!co_await flush_outbox()) co_return SessionEnd::client_closed;
         continue;
+      }
+      if (!flushed && server_conn_ && server_conn_->tracker.sync_owed() && !client_scan_.mid_message()) {
+        // Extended-protocol answers the server keeps in its output buffer until a Flush or Sync, which the
+        // client may have sent beyond what pgwarden has read: a Flush changes nothing else.
+        flushed = true;
+        if (co_await server_conn_->stream.write_all(flush_message)) co_return SessionEnd::server_io_error;
       }
       asio::steady_timer t(worker_.io(), backlog_poll);
       co_await t.async_wait(use_tuple);
@@ -1900,7 +1916,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         for (auto tag : failed_tags_)
           conn->statements.remove_tag(tag);
         failed_tags_.clear();
-        if (type == backend::notification_response && mode_ != config::PoolMode::session && v.to_client) {
+        if (type == backend::notification_response && mode_ != config::PoolMode::session) {
           // A LISTEN got past the refusal (run by a function or a DO block): the notification may be for a
           // client this connection served before. Not shown to this one; the connection closes at release.
           if (!conn->listening)
@@ -1968,6 +1984,16 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
           streaming_to_client_ = false;
         }
         pos += item.wire.size();
+      }
+      if (stop == SessionEnd::none) {
+        // pgwarden's own answers queued behind the last request answered here go out with it: nothing else
+        // would send them before the server's next message (after a Flush there may be none).
+        tracker.take_due(due_);
+        if (!due_.empty()) {
+          to_copy_mode();
+          scratch_.insert(scratch_.end(), due_.begin(), due_.end());
+          due_.clear();
+        }
       }
       std::span<const std::uint8_t> out =
           copying ? std::span<const std::uint8_t>(scratch_) : data.subspan(seg_start, seg_end - seg_start);

@@ -523,8 +523,12 @@ void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
   if (named_statements_.size() >= max_named_statements) return;  // Bind finds nothing: an unknown write
   Named n;
   if (named_bytes_ + sql.size() <= max_named_bytes) {
-    n.sql = std::make_shared<const std::string>(sql);
     named_bytes_ += sql.size();
+    n.sql = std::shared_ptr<const std::string>(
+        new std::string(sql), [bytes = &named_bytes_, size = sql.size()](const std::string* text) {
+          *bytes -= size;
+          delete text;
+        });
   }
   named_statements_.emplace(std::string(statement), std::move(n));
 }
@@ -600,14 +604,7 @@ void SessionAudit::on_close(char target, std::string_view name) {
       unnamed_known_ = false;
     } else if (auto it = named_statements_.find(name.substr(0, max_name_bytes));
                it != named_statements_.end()) {
-      if (it->second.sql) {
-        named_bytes_ -= it->second.sql->size();
-        // Closing a statement closes the portals made from it (as in PostgreSQL), so no text outlives its
-        // charge against max_named_bytes.
-        if (unnamed_portal_.named_sql == it->second.sql) unnamed_portal_ = {};
-        std::erase_if(named_portals_, [&](const auto& kv) { return kv.second.named_sql == it->second.sql; });
-      }
-      named_statements_.erase(it);
+      named_statements_.erase(it);  // its portals keep the text (and its charge): see Named
     }
   } else if (name.empty()) {
     unnamed_portal_ = {};

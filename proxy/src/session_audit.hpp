@@ -187,7 +187,9 @@ class SessionAudit {
   std::string unnamed_statement_;
   bool unnamed_known_ = false;
   struct Named {
-    std::shared_ptr<const std::string> sql;  // null: beyond max_named_bytes
+    // Shared with the portals bound from it, and charged against max_named_bytes until the last of them goes
+    // (a portal outlives its statement's Close: pgwarden answers that Close itself). Null: beyond the budget.
+    std::shared_ptr<const std::string> sql;
     bool known = true;  // false: pgwarden cannot tell which text the server holds under this name
   };
   // Looked up by the names in the client's messages (string_view) without building a string per message.
@@ -197,8 +199,9 @@ class SessionAudit {
   };
   template <class T>
   using NameMap = std::unordered_map<std::string, T, NameHash, std::equal_to<>>;
-  NameMap<Named> named_statements_;
+  // Declared before the maps whose texts' deleters give their bytes back to it.
   std::size_t named_bytes_ = 0;
+  NameMap<Named> named_statements_;
   Portal unnamed_portal_;
   NameMap<Portal> named_portals_;
   // Frontend view, ahead of the server's answers: a BEGIN went out without its COMMIT/ROLLBACK yet, and the

@@ -73,7 +73,9 @@ def test_flush_without_sync_keeps_the_connection_until_sync(env):
 
     def second_client():
         with psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True) as b:
-            result["b"] = b.execute("SELECT count(*) FROM flush_kept").fetchone()[0]
+            # Inside the first client's transaction this would see its xid (the INSERT took one).
+            result["b"] = b.execute("SELECT count(*), pg_current_xact_id_if_assigned() IS NULL "
+                                    "FROM flush_kept").fetchone()
 
     t = threading.Thread(target=second_client)
     t.start()
@@ -83,7 +85,7 @@ def test_flush_without_sync_keeps_the_connection_until_sync(env):
     z = until_ready(a)
     assert types(z) == "Z" and z[-1][1] == b"I"
     t.join(timeout=15)
-    assert result.get("b") == 1, "the second client ran before the first one's commit"
+    assert result.get("b") == (1, True), "the second client ran inside the first one's transaction"
     assert count(env, "flush_kept") == 1
     a.close()
 
@@ -234,11 +236,15 @@ def test_listen_past_the_refusal_does_not_reach_the_next_client(env):
     b.send(query("SELECT 1"))
     assert types(until_ready(b)) == "TDCZ"
     env.cluster.sql("NOTIFY ch1, 'secret-payload'", db="app")
-    time.sleep(0.3)
-    b.send(query("SELECT 2"))
-    got = until_ready(b)
-    assert b"A" not in [t for t, _ in got], "a notification for another client's LISTEN reached this one"
-    assert types(got) == "TDCZ"
+    # The notification reaches the connection asynchronously: query until pgwarden has seen it.
+    deadline = time.monotonic() + 10
+    while "a notification arrived in transaction pooling" not in pgw.log():
+        assert time.monotonic() < deadline, "the notification never reached pgwarden"
+        b.send(query("SELECT 2"))
+        got = until_ready(b)
+        assert b"A" not in [t for t, _ in got], "a notification for another client's LISTEN reached this one"
+        assert types(got) == "TDCZ"
+        time.sleep(0.1)
     b.close()
     c = login(pgw, env)
     c.send(query("SELECT count(*) FROM pg_listening_channels()"))
@@ -246,4 +252,20 @@ def test_listen_past_the_refusal_does_not_reach_the_next_client(env):
     rows = [b for t, b in got if t == b"D"]
     assert rows and rows[0].endswith(b"0"), "the listening connection went back to the pool"
     c.close()
-    assert "a notification arrived in transaction pooling" in pgw.log()
+
+
+def test_a_flood_behind_unflushed_requests_is_flushed_not_stuck(env):
+    # More requests pgwarden answers itself (Close of a statement) than it lets wait, behind an Execute whose
+    # answers the server keeps in its buffer until a Flush or Sync: pgwarden stops reading the client, asks the
+    # server to flush, and the whole pipeline completes.
+    fresh_table(env, "flood")
+    pgw = start(env)
+    a = login(pgw, env)
+    closes = 70000
+    pipeline = (parse("", "INSERT INTO flood VALUES (1)") + bind() + execute() +
+                harness.close_message("S", "x") * closes + SYNC)
+    a.send(pipeline)  # under 1 MB: what pgwarden does not read yet waits in the loopback socket buffers
+    got = until_ready(a, timeout=30)
+    assert types(got) == "12C" + "3" * closes + "Z"
+    assert count(env, "flood") == 1
+    a.close()

@@ -155,6 +155,22 @@ TEST(Tracker, QueryEndsTheImplicitTransactionUnlessTheServerSkipsIt) {
   r.feed('E');
   EXPECT_TRUE(r.t.idle());
   EXPECT_FALSE(r.t.clean());
+  // And one sent once the error came: still discarded, still owing a Sync.
+  r.t.push(Request::query);
+  EXPECT_TRUE(r.t.sync_owed());
+  r.t.push(Request::sync);
+  EXPECT_FALSE(r.t.sync_owed());
+}
+
+TEST(Tracker, FunctionCallEndsTheImplicitTransaction) {
+  Script r;
+  r.t.push(Request::parse);
+  r.feed('1');
+  r.t.push(Request::function_call);
+  EXPECT_FALSE(r.t.sync_owed());
+  r.feed('V');
+  r.feed('Z', idle);
+  EXPECT_TRUE(r.t.clean());
 }
 
 TEST(Tracker, SuspendedPortalWithoutSyncIsNotClean) {

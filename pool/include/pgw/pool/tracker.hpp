@@ -115,6 +115,7 @@ class Tracker {
   bool copy_in_ = false;
   bool copy_out_ = false;
   bool sync_owed_ = false;
+  bool skipping_ = false;  // an extended-protocol error with no Sync queued: the server discards until one
 };
 
 }  // namespace pgw::pool
