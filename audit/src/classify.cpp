@@ -1361,12 +1361,14 @@ void decide_conservatively(std::string_view s, const std::vector<Token>& toks, b
   static constexpr std::array<std::string_view, 11> kDdl{"create",  "alter",    "drop",     "grant",
                                                          "revoke",  "comment",  "security", "refresh",
                                                          "cluster", "reassign", "import"};
-  static constexpr std::array<std::string_view, 33> kRead{
-      "select",     "with",  "values",  "table",   "show",     "set",        "reset",
-      "begin",      "start", "commit",  "end",     "rollback", "abort",      "savepoint",
-      "release",    "fetch", "move",    "close",   "declare",  "listen",     "notify",
-      "unlisten",   "load",  "vacuum",  "analyze", "analyse",  "checkpoint", "discard",
-      "deallocate", "lock",  "reindex", "explain", "prepare"};
+  // Not EXPLAIN (ANALYZE runs what it explains: an EXECUTE or CREATE TABLE AS holds no keyword checked
+  // above), PREPARE (of CREATE TABLE AS, say), or FETCH and MOVE (of a portal bound to a write by the
+  // extended protocol): unparsed, they count as writes.
+  static constexpr std::array<std::string_view, 29> kRead{
+      "select",     "with",    "values",     "table",    "show",   "set",       "reset",   "begin",
+      "start",      "commit",  "end",        "rollback", "abort",  "savepoint", "release", "close",
+      "declare",    "listen",  "notify",     "unlisten", "load",   "vacuum",    "analyze", "analyse",
+      "checkpoint", "discard", "deallocate", "lock",     "reindex"};
   if (word_is(w, "do") || word_is(w, "call")) {
     st.cls = StatementClass::routine;
     return;

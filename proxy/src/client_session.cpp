@@ -995,6 +995,7 @@ asio::awaitable<bool> ClientSession::login_to_server() {
     for (const auto& setting : settings_)
       audit_->on_parameter(setting.name, setting.value);
     audit_->set_sql_prepared_per_session(mode_ == config::PoolMode::session);
+    audit_->set_named_per_session(mode_ == config::PoolMode::session || rename_statements_);
     if (server_conn_) audit_->set_server(server_conn_->address, server_conn_->backend_key.process_id);
     audit_->connected();
   }

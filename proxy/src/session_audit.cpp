@@ -91,13 +91,20 @@ bool is_rollback_to(std::string_view text) {
   return boost::algorithm::iequals(w, "to");
 }
 
-// Encodings in which a multibyte character may hold a backslash or quote byte: the classifier's reading of
-// strings would differ from the server's.
+// Client encodings whose characters never hold a backslash or quote byte inside a multibyte sequence (ASCII
+// bytes are always themselves), so that the classifier reads strings as the server does. Any other (SJIS,
+// SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030, JOHAB, and whatever a later PostgreSQL adds) is unsafe.
 bool unsafe_client_encoding(std::string_view e) {
-  for (std::string_view bad : {"sjis", "shift_jis", "big5", "gbk", "gb18030", "uhc", "johab", "euc_tw"}) {
-    if (boost::algorithm::iequals(e, bad)) return true;
+  static constexpr std::string_view safe[] = {
+      "UTF8",    "SQL_ASCII", "EUC_JP",  "EUC_CN",     "EUC_KR",     "EUC_JIS_2004", "MULE_INTERNAL",
+      "LATIN1",  "LATIN2",    "LATIN3",  "LATIN4",     "LATIN5",     "LATIN6",       "LATIN7",
+      "LATIN8",  "LATIN9",    "LATIN10", "ISO_8859_5", "ISO_8859_6", "ISO_8859_7",   "ISO_8859_8",
+      "WIN866",  "WIN874",    "WIN1250", "WIN1251",    "WIN1252",    "WIN1253",      "WIN1254",
+      "WIN1255", "WIN1256",   "WIN1257", "WIN1258",    "KOI8R",      "KOI8U"};
+  for (std::string_view ok : safe) {
+    if (boost::algorithm::iequals(e, ok)) return false;
   }
-  return false;
+  return true;
 }
 
 std::int32_t read_i32(const std::uint8_t* p) {
@@ -339,6 +346,10 @@ const audit::SqlPrepared* SessionAudit::sql_prepared_for(
 }
 
 void SessionAudit::classify(std::string_view sql) {
+  // A request still awaiting its answer may have changed how the server reads strings in a way no text check
+  // sees (an extended-protocol SET, a setting name built at run time): its ParameterStatus comes later. Only
+  // a backslash byte reads differently, so such a text counts as unsafe to lex until the next ReadyForQuery.
+  if (!lexing_unsafe_ && !pending_.empty() && sql.find('\\') != std::string_view::npos) lexing_unsafe_ = true;
   const audit::SqlPrepared* tentative = sql_prepared_per_session_ ? &sql_prepared_ : nullptr;
   classifier_.classify(sql, tentative, statements_);
   // Only an EXECUTE depends on the PREPAREs: classify again only when there is one and its resolution
@@ -477,6 +488,10 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   for (std::size_t i = 0; i < statements_.size() && ok; ++i) {
     const auto& s = statements_[i];
     std::string_view text = s.text(sql);
+    if ((s.command == "FETCH" || s.command == "MOVE") && (!named_portals_.empty() || portals_overflowed_)) {
+      ok = push_fetch(text, s);
+      continue;
+    }
     ok = push_statement(text, s, in_transaction_for(s, text), false, {});
   }
   if (!ok) {
@@ -504,6 +519,68 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   // A Query of thousands of statements leaves no scratch of that size behind in an idle session.
   if (statements_.capacity() > kept_statements) std::vector<audit::Statement>().swap(statements_);
   return ok;
+}
+
+namespace {
+// The cursor a FETCH or MOVE names: its last token, unquoted, or folded to lower case as PostgreSQL folds an
+// unquoted name. Empty when the text does not end in a name (a trailing comment, say).
+std::string fetched_name(std::string_view text) {
+  while (!text.empty() && (text.back() == ';' || std::isspace(static_cast<unsigned char>(text.back()))))
+    text.remove_suffix(1);
+  std::string name;
+  if (!text.empty() && text.back() == '"') {
+    std::size_t i = text.size() - 1;  // the closing quote; "" inside stands for one
+    while (i > 0) {
+      --i;
+      if (text[i] != '"') {
+        name.insert(name.begin(), text[i]);
+      } else if (i > 0 && text[i - 1] == '"') {
+        name.insert(name.begin(), '"');
+        --i;
+      } else {
+        return name;
+      }
+    }
+    return {};
+  }
+  std::size_t b = text.size();
+  auto ident = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '$' || c >= 0x80; };
+  while (b > 0 && ident(static_cast<unsigned char>(text[b - 1])))
+    --b;
+  for (char c : text.substr(b))
+    name.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  return name;
+}
+}  // namespace
+
+bool SessionAudit::push_fetch(std::string_view text, const audit::Statement& fetch) {
+  // A portal bound by the extended protocol may be read with SQL FETCH or MOVE, and a modifying one runs its
+  // write at the first of them: recorded as that portal's statement, or as a possible write when pgwarden
+  // cannot tell which portal it is.
+  const std::string name = fetched_name(text);
+  auto it = name.empty() ? named_portals_.end()
+                         : named_portals_.find(std::string_view(name).substr(0, max_name_bytes));
+  if (it == named_portals_.end() && !portals_overflowed_ && !name.empty()) {
+    // An SQL cursor (DECLARE): read-only, as PostgreSQL allows no write in one.
+    return push_statement(text, fetch, in_transaction_for(fetch, text), false, {});
+  }
+  if (it != named_portals_.end() && it->second.known) {
+    std::vector<audit::Statement> portal_statements;
+    classifier_.classify(it->second.text(), nullptr, portal_statements);
+    if (portal_statements.empty()) {
+      push_unaudited(1, false);
+      return true;
+    }
+    const audit::Statement& s = portal_statements.front();
+    const std::string_view portal_text = s.text(it->second.text());
+    return push_statement(portal_text, s, in_transaction_for(s, portal_text), false, it->second.params);
+  }
+  audit::Statement s;
+  s.cls = audit::StatementClass::mod;
+  s.command = "UNKNOWN";
+  s.superset = audit::Superset::unknown_execute;
+  if (settings_.on_failure == AuditOnFailure::block && log_.failing()) return false;
+  return push_statement(text, s, in_transaction_for(s, text), false, {});
 }
 
 void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
@@ -542,7 +619,10 @@ void SessionAudit::on_bind(const frontend::Bind& b) {
       it->second = Portal{};  // a second Bind of an open portal fails (42P03): its Execute is not known here
       return;
     }
-    if (named_portals_.size() >= max_named_portals) return;  // Execute finds no portal: an unknown write
+    if (named_portals_.size() >= max_named_portals) {
+      portals_overflowed_ = true;
+      return;  // Execute finds no portal: an unknown write
+    }
     portal = &named_portals_.emplace(std::string(name), Portal{}).first->second;
   }
   portal->known = false;
@@ -642,12 +722,33 @@ void SessionAudit::detached() {
   unnamed_known_ = false;
   unnamed_portal_ = {};
   named_portals_.clear();
+  portals_overflowed_ = false;
+  // Without pgwarden's own names the client's statements live on the connection it leaves, where another
+  // client may have prepared the same name with other SQL.
+  if (!named_per_session_) forget_named_statements();
+}
+
+void SessionAudit::forget_named_statements() {
+  for (auto& [name, named] : named_statements_)
+    named.known = false;
 }
 
 void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_view tag,
                             std::string_view sqlstate) {
   if (p.effect) {
-    if (outcome == "ok") sql_prepared_.on_complete(*p.effect);
+    if (outcome == "ok") {
+      sql_prepared_.on_complete(*p.effect);
+      // SQL DEALLOCATE shares its names with the protocol's statements: what a name means is no longer known
+      // (a later PREPARE pgwarden cannot see, in a DO block, may take it).
+      if (p.effect->effect == audit::PreparedEffect::deallocate_all) {
+        forget_named_statements();
+      } else if (p.effect->effect == audit::PreparedEffect::deallocate) {
+        if (auto it =
+                named_statements_.find(std::string_view(p.effect->prepared_name).substr(0, max_name_bytes));
+            it != named_statements_.end())
+          it->second.known = false;
+      }
+    }
     --prepare_effects_in_flight_;
     p.effect.reset();
   }
@@ -741,6 +842,7 @@ void SessionAudit::on_backend(char type, Bytes body) {
       if (type == backend::command_complete) {
         backend::CommandComplete cc;
         if (decode(body, cc) == Error::none) tag = cc.tag;
+        if (tag == "DISCARD ALL") forget_named_statements();  // it deallocates every statement
       }
       Control control = Control::none;
       if (!pending_.empty() && pending_.front().kind == Kind::statements) {
@@ -748,7 +850,9 @@ void SessionAudit::on_backend(char type, Bytes body) {
         statement_completed(p, true);
         control = p.control;
         if (p.record) {
-          complete(p, type == backend::portal_suspended ? "suspended" : "ok", tag, {});
+          // A modifying portal runs to completion at its first Execute (PostgreSQL keeps the RETURNING rows
+          // for the next ones): PortalSuspended means the write is done.
+          complete(p, "ok", tag, {});
           pop_front();
         } else {
           if (p.effect) complete(p, "ok", tag, {});
@@ -822,6 +926,7 @@ void SessionAudit::on_backend(char type, Bytes body) {
         extended_in_transaction_ = false;
         unnamed_portal_ = {};  // portals end with their transaction
         named_portals_.clear();
+        portals_overflowed_ = false;
       }
       if (pending_.empty()) frontend_in_block_ = status != 'I';
       error_since_ready_ = false;

@@ -53,6 +53,9 @@ class SessionAudit {
     return identity_;
   }
   void set_sql_prepared_per_session(bool v) noexcept { sql_prepared_per_session_ = v; }
+  // Transaction and statement pooling without pgwarden's renaming (max_prepared_statements = 0):
+  // protocol-level statement names are the server connection's, not this client's.
+  void set_named_per_session(bool v) noexcept { named_per_session_ = v; }
   void set_application_name(std::string_view name) {
     if (application_name_ == name) return;
     application_name_ = std::string(name);
@@ -145,6 +148,9 @@ class SessionAudit {
   void keep_record(std::unique_ptr<audit::Record> r);
   void pop_front();
   void skip_to_sync(bool extended);
+  void forget_named_statements();
+  // A FETCH or MOVE while portals bound by the extended protocol are open; false as push_statement().
+  bool push_fetch(std::string_view text, const audit::Statement& fetch);
   void transaction_ended(std::string_view command, std::string_view outcome);
   void statement_completed(const Pending& p, bool ok);
   const audit::SqlPrepared* sql_prepared_for(const std::vector<audit::Statement>& statements) const;
@@ -169,6 +175,7 @@ class SessionAudit {
   std::chrono::steady_clock::time_point connected_at_{};
   bool connect_recorded_ = false;
   bool sql_prepared_per_session_ = true;
+  bool named_per_session_ = true;
   bool lexing_unsafe_ = false;
   bool strings_unsafe_ = false;   // standard_conforming_strings = off
   bool encoding_unsafe_ = false;  // a client_encoding whose characters may hold a backslash byte  // the
@@ -204,6 +211,7 @@ class SessionAudit {
   NameMap<Named> named_statements_;
   Portal unnamed_portal_;
   NameMap<Portal> named_portals_;
+  bool portals_overflowed_ = false;  // a Bind found max_named_portals taken: that portal is not known here
   // Frontend view, ahead of the server's answers: a BEGIN went out without its COMMIT/ROLLBACK yet, and the
   // statements since the last Sync or Query (one implicit transaction). Only for the in_transaction flag.
   bool frontend_in_block_ = false;

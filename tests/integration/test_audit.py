@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import harness
+from harness import (SYNC_MESSAGE as SYNC, bind_message as bind, close_message, execute_message as execute,
+                     parse_message as parse, query_message as query)
 from conftest import Env
 
 MARK = "pgw_audit_end"
@@ -362,38 +364,15 @@ def test_block_refuses_writes_when_the_log_cannot_be_written(aenv):
 
 
 def wire_login(aenv, pgw):
-    w = harness.tls_startup(pgw.port, aenv.certs.ca_crt, {"user": "alice", "database": "app"})
-    t, _ = harness.scram_login(w, "alice", "alice-pw")[-1]
-    assert t == b"Z"
-    return w
+    return harness.tls_login(pgw.port, aenv.certs.ca_crt, "alice", "alice-pw", "app")
 
 
 def until_ready(w):
-    out = []
-    while True:
-        t, body = w.read_message()
-        out.append((t, body))
-        if t == b"Z":
-            return out
-
-
-def parse(name, sql):
-    return harness.message(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + b"\0\0")
-
-
-def bind(portal, name):
-    return harness.message(b"B", portal.encode() + b"\0" + name.encode() + b"\0" + b"\0\0" + b"\0\0" + b"\0\0")
-
-
-def execute(portal=""):
-    return harness.message(b"E", portal.encode() + b"\0" + b"\0\0\0\0")
-
-
-SYNC = harness.message(b"S")
+    return w.until_ready()
 
 
 def close_statement(name):
-    return harness.message(b"C", b"S" + name.encode() + b"\0")
+    return close_message("S", name)
 
 
 def test_statement_renamed_while_detached_is_still_audited(aenv, logging_cluster):
@@ -592,3 +571,110 @@ def test_records_name_the_server_connection_each_statement_ran_on(aenv, logging_
             assert r["backend_pid"] == last_in_block.pop(r["session"]), r
             commits += 1
     assert seen == 2 * rounds and commits == rounds
+
+
+def audit_table(cluster, name, rows=20):
+    cluster.sql(f"SET log_statement = 'none'; DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int); "
+                f"INSERT INTO {name} SELECT generate_series(1, {rows}); ALTER TABLE {name} OWNER TO alice", db="app")
+
+
+def remaining(cluster, name):
+    return [int(x) for x in cluster.sql(f"SELECT id FROM {name} ORDER BY id", db="app").split()]
+
+
+def recorded(aenv, needle):
+    """Statement records whose text holds `needle` (waiting a little for the writer)."""
+    path = aenv.tmp / "audit" / "audit.jsonl"
+    recs = records(path, timeout=5.0, until=lambda rs: any(needle in (r.get("statement") or "") for r in rs))
+    return [r for r in statements_of(recs) if needle in (r.get("statement") or "")]
+
+
+def test_fetch_of_a_portal_bound_to_a_write_is_recorded(aenv, logging_cluster):
+    # A portal bound by the extended protocol can be read with SQL FETCH; PostgreSQL runs its DELETE then, and no
+    # Execute is ever sent. PostgreSQL's own log_statement = 'mod' does not see it either.
+    audit_table(logging_cluster, "fetched")
+    pgw = start(aenv, pool={"mode": "session"})
+    w = wire_login(aenv, pgw)
+    w.send(query("BEGIN"))
+    until_ready(w)
+    w.send(parse("", "DELETE FROM fetched WHERE id = 1 RETURNING id") + bind("c", "") + SYNC)
+    until_ready(w)
+    w.send(query("FETCH ALL FROM c"))
+    got = until_ready(w)
+    assert any(t == b"C" and b.startswith(b"FETCH 1") for t, b in got), got
+    w.send(query("COMMIT"))
+    until_ready(w)
+    w.close()
+    assert 1 not in remaining(logging_cluster, "fetched")
+    recs = recorded(aenv, "DELETE FROM fetched")
+    assert len(recs) == 1 and recs[0]["command"] == "DELETE" and recs[0]["objects"] == ["fetched"], recs
+    assert recs[0]["outcome"] == "ok" and recs[0]["rows"] == 1
+
+
+def test_every_statement_is_recorded_under_shift_jis_2004(aenv, logging_cluster):
+    # In SHIFT_JIS_2004 the bytes 0x95 0x5C are one character: the server's string ends there and a DELETE
+    # follows, where a reader of the bytes as ASCII sees a backslash escaping the quote.
+    audit_table(logging_cluster, "sjis")
+    pgw = start(aenv, pool={"mode": "session"})
+    w = wire_login(aenv, pgw)
+    w.send(query("SET client_encoding = 'SHIFT_JIS_2004'"))
+    until_ready(w)
+    w.send(harness.message(b"Q", b"SELECT E'\x95\x5c'; DELETE FROM sjis WHERE id = 2; -- '\0"))
+    until_ready(w)
+    w.close()
+    assert 2 not in remaining(logging_cluster, "sjis")
+    assert recorded(aenv, "DELETE FROM sjis"), "the DELETE the server ran has no record"
+
+
+def test_a_setting_changed_earlier_in_a_pipeline_makes_backslashes_suspect(aenv, logging_cluster):
+    # standard_conforming_strings turned off by an extended-protocol SET, with the next Query already sent: its
+    # ParameterStatus comes after pgwarden read the Query, so every statement of a text with a backslash counts.
+    audit_table(logging_cluster, "piped")
+    pgw = start(aenv, pool={"mode": "session"})
+    w = wire_login(aenv, pgw)
+    w.send(parse("", "SET standard_conforming_strings = off") + bind("", "") + execute() + SYNC +
+           query("SELECT 'a\\' -- '; DELETE FROM piped WHERE id = 3; --"))
+    until_ready(w)
+    until_ready(w)
+    w.close()
+    assert 3 not in remaining(logging_cluster, "piped")
+    assert recorded(aenv, "DELETE FROM piped"), "the DELETE the server ran has no record"
+
+
+def test_unparsed_explain_analyze_counts_as_a_write(aenv, logging_cluster):
+    # Over max_parse_bytes (1 MB) the classifier goes by leading keywords: EXPLAIN ANALYZE runs what it explains.
+    audit_table(logging_cluster, "bigexplain")
+    pgw = start(aenv, pool={"mode": "session"})
+    w = wire_login(aenv, pgw)
+    w.send(query("PREPARE p AS DELETE FROM bigexplain WHERE id = 4"))
+    until_ready(w)
+    w.send(query("EXPLAIN ANALYZE EXECUTE p /* " + "x" * (1 << 20) + " */"))
+    until_ready(w)
+    w.close()
+    assert 4 not in remaining(logging_cluster, "bigexplain")
+    recs = recorded(aenv, "EXPLAIN ANALYZE EXECUTE p")
+    assert recs and recs[0]["class"] == "mod", recs
+
+
+def test_statement_names_of_the_server_connection_are_not_trusted_after_detach(aenv, logging_cluster):
+    # Without pgwarden's renaming (max_prepared_statements = 0) a protocol-level name lives on the server
+    # connection: another client may hold it there with other SQL, and a Parse of it then fails with 42P05.
+    audit_table(logging_cluster, "shared_names")
+    pgw = start(aenv, pool={"mode": "transaction", "default_size": 1, "max_prepared_statements": 0})
+    b = wire_login(aenv, pgw)
+    b.send(parse("s3", "DELETE FROM shared_names WHERE id = 8") + SYNC)
+    until_ready(b)
+    a = wire_login(aenv, pgw)
+    a.send(parse("s3", "SELECT 1") + SYNC)
+    got = until_ready(a)
+    assert any(t == b"E" and harness.error_fields(body)["C"] == "42P05" for t, body in got), got
+    a.send(bind("", "s3") + execute() + SYNC)
+    got = until_ready(a)
+    assert any(t == b"C" and body.startswith(b"DELETE 1") for t, body in got), got
+    a.close()
+    b.close()
+    assert 8 not in remaining(logging_cluster, "shared_names")
+    path = aenv.tmp / "audit" / "audit.jsonl"
+    recs = records(path, until=lambda rs: any(r.get("command") == "UNKNOWN" for r in rs))
+    unknown = [r for r in statements_of(recs) if r.get("command") == "UNKNOWN"]
+    assert unknown and unknown[0]["outcome"] == "ok" and unknown[0]["rows"] == 1, statements_of(recs)
