@@ -367,7 +367,7 @@ void SessionAudit::classify(std::string_view sql) {
 void SessionAudit::push_unaudited(std::uint32_t n, bool extended) {
   if (!pending_.empty()) {
     Pending& last = pending_.back();
-    if (last.kind == Kind::statements && !last.record && !last.effect && last.control == Control::none &&
+    if (last.kind == Kind::statements && !last.audited() && !last.effect && last.control == Control::none &&
         last.extended == extended) {
       last.unaudited += n;
       return;
@@ -451,11 +451,16 @@ bool SessionAudit::push_statement(std::string_view text, const audit::Statement&
       if (p.effect) --prepare_effects_in_flight_;
       return false;
     }
-    if (p.pending_seq != 0) {  // else dropped ("drop"): the full record goes out with the outcome
-      r->statement.reset();
-      r->objects.clear();
-      r->params = {};
+    if (p.pending_seq != 0) {
+      // Written: the outcome record is built afresh when the answer comes, so what waits for it is the queue
+      // entry alone (a Query of a hundred thousand INSERTs holds no record per statement meanwhile).
+      keep_record(std::move(r));
+      p.identity.reset();
+      p.started = Clock::now();
+      enqueue(std::move(p));
+      return true;
     }
+    // Dropped ("drop"): the full record goes out with the outcome.
   } else if (settings_.on_failure == AuditOnFailure::block && log_.failing()) {
     if (p.effect) --prepare_effects_in_flight_;
     return false;
@@ -499,7 +504,7 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
     // Records already written as "pending" say so.
     while (pending_.size() > before) {
       Pending& p = pending_.back();
-      if (p.record && p.pending_seq != 0) {
+      if (p.pending_seq != 0) {
         audit::Record r = base(audit::Event::outcome);
         r.ref = p.pending_seq;
         r.outcome = "refused";
@@ -752,11 +757,12 @@ void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_vi
     --prepare_effects_in_flight_;
     p.effect.reset();
   }
-  if (!p.record) return;
+  if (!p.audited()) return;
   pending_bytes_ -= p.bytes;
   p.bytes = 0;
   auto duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.started).count();
   if (p.pending_seq != 0) {
+    if (!p.record) p.record = take_record();
     *p.record = base(audit::Event::outcome);
     p.record->ref = p.pending_seq;
   }
@@ -803,7 +809,7 @@ void SessionAudit::pop_front() {
 void SessionAudit::statement_completed(const Pending& p, bool ok) {
   ++results_in_transaction_;
   if (p.extended) extended_in_transaction_ = true;
-  if (p.record && ok) transaction_audited_ = true;
+  if (p.audited() && ok) transaction_audited_ = true;
 }
 
 void SessionAudit::transaction_ended(std::string_view command, std::string_view outcome) {
@@ -827,7 +833,7 @@ void SessionAudit::skip_to_sync(bool extended) {
     Pending& p = pending_.front();
     if (p.kind == Kind::sync) break;
     if (p.kind == Kind::query_end && !extended) break;
-    if (p.record) complete(p, "skipped", {}, {});
+    if (p.audited()) complete(p, "skipped", {}, {});
     pop_front();
   }
 }
@@ -849,7 +855,7 @@ void SessionAudit::on_backend(char type, Bytes body) {
         Pending& p = pending_.front();
         statement_completed(p, true);
         control = p.control;
-        if (p.record) {
+        if (p.audited()) {
           // A modifying portal runs to completion at its first Execute (PostgreSQL keeps the RETURNING rows
           // for the next ones): PortalSuspended means the write is done.
           complete(p, "ok", tag, {});
@@ -899,7 +905,7 @@ void SessionAudit::on_backend(char type, Bytes body) {
         Pending& p = pending_.front();
         extended = p.extended;
         statement_completed(p, false);
-        if (p.record) complete(p, "error", {}, f.sqlstate);
+        if (p.audited()) complete(p, "error", {}, f.sqlstate);
         pop_front();
       }
       skip_to_sync(extended);
@@ -909,7 +915,7 @@ void SessionAudit::on_backend(char type, Bytes body) {
       while (!pending_.empty() &&
              (pending_.front().kind == Kind::statements || pending_.front().kind == Kind::copy)) {
         Pending& p = pending_.front();
-        if (p.record) complete(p, "unknown", {}, {});
+        if (p.audited()) complete(p, "unknown", {}, {});
         pop_front();
       }
       if (!pending_.empty()) pop_front();
@@ -942,7 +948,7 @@ void SessionAudit::abandon(std::string_view why) {
   bool unanswered = false;
   while (!pending_.empty()) {
     Pending& p = pending_.front();
-    if (p.record) {
+    if (p.audited()) {
       unanswered = true;
       complete(p, "unknown", {}, {});
     }

@@ -108,8 +108,10 @@ class SessionAudit {
   enum class Control : std::uint8_t { none, commit, rollback, prepare_transaction };
   struct Pending {
     Kind kind = Kind::sync;
-    std::uint32_t unaudited = 0;                  // Kind::statements without records: answers to count off
-    std::unique_ptr<audit::Record> record;        // an audited statement (a single one)
+    std::uint32_t unaudited = 0;            // Kind::statements without records: answers to count off
+    std::unique_ptr<audit::Record> record;  // an audited statement (a single one), until written
+    // An audited statement: its record waits here, or was written as "pending" (pending_seq).
+    bool audited() const noexcept { return record != nullptr || pending_seq != 0; }
     std::shared_ptr<const std::string> identity;  // record->identity_members points into it
     std::uint64_t pending_seq = 0;                // fsync = "every": its "pending" record
     std::chrono::steady_clock::time_point started{};
