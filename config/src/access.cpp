@@ -460,15 +460,8 @@ class RecordParser {
       const std::string name = t.text.substr(0, eq);
       const std::string value = t.text.substr(eq + 1);
       if (name == "map") {
-        if (rule.cert_map) {
-          error(t.offset, "map is given twice");
-        } else if (rule.method != AuthMethod::cert) {
-          error(t.offset, "map applies only to cert authentication here");
-        } else if (value.empty()) {
-          error(t.offset, "map needs a map name");
-        } else {
-          rule.cert_map = value;
-        }
+        // pg_ident.conf maps are not read: certificate names map to users through [auth.cert_map] only.
+        error(t.offset, "map is not supported yet: map certificate names to users with [auth.cert_map]");
       } else if (name == "clientcert") {
         option_offset_ = t.offset;
         if (rule.client_cert != ClientCert::none) {
@@ -484,7 +477,7 @@ class RecordParser {
         }
       } else {
         error(t.offset,
-              "authentication option \"" + name + "\" is not supported (pgwarden takes map, clientcert)");
+              "authentication option \"" + name + "\" is not supported (pgwarden takes clientcert)");
       }
     }
   }

@@ -147,28 +147,33 @@ ClientAuth::Status ClientAuth::on_md5_response(Bytes body) {
 ClientAuth::Status ClientAuth::on_cleartext(Bytes body) {
   auto password = password_text(body);
   if (!password) return fail(Failure::protocol_violation, "malformed password message");
-  bool ok = false;
-  if (secret_) {
-    if (const auto* pl = std::get_if<PlainSecret>(&*secret_)) {
-      ok = pl->password.size() == password->size() &&
-           scram::equal_constant_time(as_bytes(pl->password), as_bytes(*password));
-    } else if (const auto* m = std::get_if<Md5Secret>(&*secret_)) {
-      std::string computed = md5::secret(*password, user_);
-      ok = scram::equal_constant_time(as_bytes(computed), as_bytes(m->secret));
-    } else if (const auto* sc = std::get_if<scram::Secret>(&*secret_)) {
-      // As PostgreSQL's scram_verify_plain_password: derive with the stored salt and compare.
-      scram::Secret derived;
-      ok = scram::derive_secret(*password, sc->salt, sc->iterations, derived) == Error::none &&
+  // Every path derives one SCRAM key (as PostgreSQL's scram_verify_plain_password does for the secrets it
+  // stores), so the time to the answer does not tell a plain, MD5, SCRAM or unknown user apart. An empty
+  // password never logs in.
+  auto verify_scram = [&](const scram::Secret& sc) {
+    scram::Secret derived;
+    return scram::derive_secret(*password, sc.salt, sc.iterations, derived) == Error::none &&
            scram::equal_constant_time({derived.stored_key.data(), derived.stored_key.size()},
-                                      {sc->stored_key.data(), sc->stored_key.size()}) &&
+                                      {sc.stored_key.data(), sc.stored_key.size()}) &&
            scram::equal_constant_time({derived.server_key.data(), derived.server_key.size()},
-                                      {sc->server_key.data(), sc->server_key.size()});
-    }
+                                      {sc.server_key.data(), sc.server_key.size()});
+  };
+  bool ok = false;
+  const auto* pl = secret_ ? std::get_if<PlainSecret>(&*secret_) : nullptr;
+  const auto* sc = secret_ ? std::get_if<scram::Secret>(&*secret_) : nullptr;
+  if (pl) {
+    ok = verify_scram(pl->scram);
+  } else if (sc) {
+    ok = verify_scram(*sc);
   } else {
-    // Spend what a real check would, so timing does not tell unknown users apart.
     scram::Secret ignored;
     scram::derive_secret(*password, mock_seed_, scram::default_iterations, ignored);
+    if (const auto* m = secret_ ? std::get_if<Md5Secret>(&*secret_) : nullptr) {
+      std::string computed = md5::secret(*password, user_);
+      ok = scram::equal_constant_time(as_bytes(computed), as_bytes(m->secret));
+    }
   }
+  if (password->empty()) ok = false;
   if (!ok) {
     OPENSSL_cleanse(password->data(), password->size());
     return fail(Failure::bad_credentials, "password does not match");

@@ -159,7 +159,9 @@ std::optional<Secret> parse_secret(std::string_view text) {
   auto colon2 = text.find(':', dollar);
   if (colon2 == std::string_view::npos) return std::nullopt;
   Secret s;
-  if (!parse_positive_int(text.substr(0, colon1), s.iterations)) return std::nullopt;
+  // Bounded as on the client side: each login attempt derives a key with this many rounds on an I/O thread.
+  if (!parse_positive_int(text.substr(0, colon1), s.iterations) || s.iterations > max_iterations)
+    return std::nullopt;
   auto salt = base64_decode(text.substr(colon1 + 1, dollar - colon1 - 1));
   auto stored = decode_key(text.substr(dollar + 1, colon2 - dollar - 1));
   auto server = decode_key(text.substr(colon2 + 1));

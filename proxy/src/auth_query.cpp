@@ -144,7 +144,7 @@ boost::asio::awaitable<AuthQuery::Result> AuthQuery::lookup(Server& server, Work
   }
   if (!x.secret || x.secret->empty()) co_return r;  // no such user, or one without a password: not cached
   std::string problem;
-  r.secret = AuthStore::classify(user, *x.secret, problem);
+  r.secret = AuthStore::classify(user, *x.secret, rt.auth_salt_key, problem);
   if (!r.secret) {
     r.status = Result::Status::failed;
     r.error = "auth.query returned an unusable secret for this user: " + problem;

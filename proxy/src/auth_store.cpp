@@ -1,6 +1,8 @@
 // Auth file entries classified as SCRAM, MD5 or plain; malformed SCRAM secrets are errors at their position.
 #include "auth_store.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <fstream>
@@ -11,14 +13,43 @@
 
 namespace pgw::proxy {
 
-AuthStore::LoadResult AuthStore::parse(std::string_view text, const std::filesystem::path& file_name) {
+namespace {
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+}  // namespace
+
+std::string AuthStore::salt_key(const config::ClientTlsSettings& tls) {
+  if (!tls.key.empty()) {
+    std::ifstream in(tls.key, std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    if (in && !bytes.str().empty()) return hmac_sha256(bytes.str(), "pgwarden auth salt key 1");
+  }
+  static const std::string process_key = [] {
+    std::string k(32, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(k.data()), static_cast<int>(k.size()));
+    return k;
+  }();
+  return process_key;
+}
+
+AuthStore::LoadResult AuthStore::parse(std::string_view text, const std::filesystem::path& file_name,
+                                       std::string_view salt_key) {
   auto parsed = config::parse_auth_file(text, file_name);
   LoadResult r;
   r.diagnostics = std::move(parsed.diagnostics);
   auto store = std::make_shared<AuthStore>();
   for (auto& e : parsed.entries) {
+    // An empty password lets nobody in (as in PostgreSQL and PgBouncer): the user is one without a secret, so
+    // a password login gets the same 28P01 as an unknown user; trust and cert logins do not look here.
+    if (e.secret.empty()) continue;
     std::string problem;
-    auto secret = classify(e.user, e.secret, problem);
+    auto secret = classify(e.user, e.secret, salt_key, problem);
     if (!secret) {
       r.diagnostics.push_back({e.where, std::move(problem)});
       continue;
@@ -30,22 +61,28 @@ AuthStore::LoadResult AuthStore::parse(std::string_view text, const std::filesys
 }
 
 std::optional<protocol::UserSecret> AuthStore::classify(std::string_view user, std::string_view secret,
-                                                        std::string& problem) {
+                                                        std::string_view salt_key, std::string& problem) {
   if (secret.starts_with("SCRAM-SHA-256$")) {
     auto s = protocol::scram::parse_secret(secret);
     if (!s) {
       problem = "malformed SCRAM secret for user \"" + std::string(user) +
-                "\": expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> as in pg_authid";
+                "\": expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> as in pg_authid, "
+                "with at most "
+                "1000000 iterations";
       return std::nullopt;
     }
     return protocol::UserSecret(std::move(*s));
   }
   if (protocol::md5::is_secret(secret)) return protocol::UserSecret(protocol::Md5Secret{std::string(secret)});
-  // A plain password: derive the SCRAM secret once, with a fresh salt, as PostgreSQL would store it.
+  // A plain password: derive the SCRAM secret once, as PostgreSQL would store it, with a salt that stays the
+  // same while the password does (keyed: a salt computed from the password alone would give it away).
   protocol::PlainSecret p;
   p.password = std::string(secret);
-  std::string salt(protocol::scram::salt_length, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size()));
+  std::string material(user);
+  material.push_back('\0');
+  material.append(secret);
+  std::string salt = hmac_sha256(salt_key, material).substr(0, protocol::scram::salt_length);
+  OPENSSL_cleanse(material.data(), material.size());
   if (protocol::scram::derive_secret(p.password, salt, protocol::scram::default_iterations, p.scram) !=
       protocol::Error::none) {
     problem = "cannot derive a SCRAM secret for user \"" + std::string(user) + "\"";
@@ -54,7 +91,7 @@ std::optional<protocol::UserSecret> AuthStore::classify(std::string_view user, s
   return protocol::UserSecret(std::move(p));
 }
 
-AuthStore::LoadResult AuthStore::load(const std::filesystem::path& file) {
+AuthStore::LoadResult AuthStore::load(const std::filesystem::path& file, std::string_view salt_key) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     LoadResult r;
@@ -63,7 +100,7 @@ AuthStore::LoadResult AuthStore::load(const std::filesystem::path& file) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse(ss.str(), file);
+  return parse(ss.str(), file, salt_key);
 }
 
 const protocol::UserSecret* AuthStore::find(std::string_view user) const noexcept {

@@ -20,12 +20,20 @@ class AuthStore {
     std::shared_ptr<const AuthStore> store;  // null when there are diagnostics
     std::vector<config::Diagnostic> diagnostics;
   };
-  static LoadResult load(const std::filesystem::path& file);
-  static LoadResult parse(std::string_view text, const std::filesystem::path& file_name);
+  static LoadResult load(const std::filesystem::path& file, std::string_view salt_key);
+  static LoadResult parse(std::string_view text, const std::filesystem::path& file_name,
+                          std::string_view salt_key);
 
-  // One secret as the auth file or auth_query gives it: "SCRAM-SHA-256$...", "md5..." or a plain password.
+  // One secret as the auth file or auth_query gives it: "SCRAM-SHA-256$...", "md5..." or a plain password
+  // (whose SCRAM secret gets a salt derived from salt_key, the user and the password).
   static std::optional<protocol::UserSecret> classify(std::string_view user, std::string_view secret,
-                                                      std::string& problem);
+                                                      std::string_view salt_key, std::string& problem);
+
+  // The key behind the salts a client is shown for a plain password and for an unknown user (the mock
+  // exchange). A stored SCRAM secret's salt never changes; these must not either, across reloads, restarts
+  // and the instances of a fleet, or comparing them would tell which users exist. Derived from client_tls.key
+  // (the same in every instance, and secret); without one, random for the life of the process.
+  static std::string salt_key(const config::ClientTlsSettings& tls);
 
   const protocol::UserSecret* find(std::string_view user) const noexcept;
   std::size_t size() const noexcept { return users_.size(); }

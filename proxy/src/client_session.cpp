@@ -375,6 +375,11 @@ asio::awaitable<bool> ClientSession::negotiate() {
   bool gss_negotiated = false;
   if (first == tls_handshake_record) {
     // PostgreSQL 17 direct TLS (sslnegotiation=direct): a ClientHello first, ALPN "postgresql" required.
+    if (login_->early_refusal) {
+      // Refused on its address (behind a load balancer) before any TLS work; the answer a plaintext first
+      // packet gets cannot reach a client that speaks TLS first.
+      co_return false;
+    }
     if (!rt_->client_tls) {
       log_.info("direct TLS attempt refused: client_tls.mode = disable");
       co_return false;
@@ -508,6 +513,7 @@ asio::awaitable<bool> ClientSession::negotiate() {
       co_return co_await refuse("28000", "access denied for " + who);
     }
     rule_method_ = rule->method;
+    rule_client_cert_ = rule->client_cert;
   }
   const auto& px = cfg.proxy;
   if (!server_.name_limits().admit(database_, user_, px.max_db_client_connections,
@@ -540,6 +546,25 @@ asio::awaitable<bool> ClientSession::negotiate() {
           "client_tls.mode = \"verify-full\" needs a client certificate whose CN is the user name (or maps "
           "to "
           "it through auth.cert_map)");
+    }
+  }
+  if (rule_client_cert_ != config::ClientCert::none) {
+    // hba "clientcert=": a certificate verified against client_tls.ca (a CA is what makes pgwarden ask for
+    // and verify one), and with verify-full one whose CN is the user (or maps to it), before any password.
+    const auto info = client_.is_tls() ? client_.info() : tls::TlsInfo{};
+    if (!info.peer_subject) {
+      co_return co_await login_failed(
+          "28000", "connection requires a valid client certificate", "no verified client certificate",
+          "the matching access rule says clientcert; a client certificate signed by "
+          "client_tls.ca is needed");
+    }
+    if (rule_client_cert_ == config::ClientCert::verify_full &&
+        (!info.peer_common_name || !certificate_names_user(cfg.auth, *info.peer_common_name, user_))) {
+      std::string detail = info.peer_common_name
+                               ? "certificate CN \"" + *info.peer_common_name + "\" does not map to the user"
+                               : std::string("the certificate has no CN");
+      co_return co_await login_failed("28000", "certificate authentication failed for user \"" + user_ + "\"",
+                                      std::move(detail));
     }
   }
   if (!settings_ok) co_return co_await refuse("22023", settings_error);
@@ -645,16 +670,20 @@ asio::awaitable<bool> ClientSession::login_failed(std::string_view sqlstate, std
   co_return co_await refuse(sqlstate, std::move(message), std::move(detail));
 }
 
+std::optional<std::pair<std::string, std::string>> ClientSession::backed_off() const {
+  auto wait = server_.login_backoff().remaining(peer_address_, LoginBackoff::Clock::now());
+  if (wait.count() <= 0) return std::nullopt;
+  return std::pair{"too many failed logins from this address; try again in " +
+                       std::to_string((wait.count() + 999) / 1000) + " s",
+                   "auth.backoff_after_failures (" +
+                       std::to_string(rt_->config->auth.backoff_after_failures) +
+                       ") failed logins in a row from " + peer_address_};
+}
+
 asio::awaitable<bool> ClientSession::authenticate() {
   const auto& cfg = *rt_->config;
-  auto wait = server_.login_backoff().remaining(peer_address_, LoginBackoff::Clock::now());
-  if (wait.count() > 0) {
-    auto seconds = std::to_string((wait.count() + 999) / 1000);
-    co_return co_await refuse(
-        "53300", "too many failed logins from this address; try again in " + seconds + " s",
-        "auth.backoff_after_failures (" + std::to_string(cfg.auth.backoff_after_failures) +
-            ") failed logins in a row from " + peer_address_);
-  }
+  if (auto why = backed_off())
+    co_return co_await refuse("53300", std::move(why->first), std::move(why->second));
   // Unknown databases are reported after authentication, as PostgreSQL does, so they reveal nothing earlier.
   db_ = cfg.find_database(database_);
   const bool admin_database = db_ == nullptr && is_admin_database(cfg, database_);
@@ -733,7 +762,7 @@ asio::awaitable<bool> ClientSession::run_auth_exchange(config::AuthMethod method
   ClientAuthMethod exchange = method == config::AuthMethod::md5        ? ClientAuthMethod::md5
                               : method == config::AuthMethod::password ? ClientAuthMethod::password
                                                                        : ClientAuthMethod::scram_sha_256;
-  ClientAuth auth(exchange, user_, std::move(secret), std::move(binding), server_.mock_seed());
+  ClientAuth auth(exchange, user_, std::move(secret), std::move(binding), rt_->auth_salt_key);
   Encoder e(out_);
   auth.start(e);
   for (;;) {
@@ -751,6 +780,10 @@ asio::awaitable<bool> ClientSession::run_auth_exchange(config::AuthMethod method
       co_return co_await refuse("08P01",
                                 "invalid message during authentication: " + std::string(describe(fr.error)));
     }
+    // Checked again before each answer is judged: logins started in parallel from one address would each get
+    // their guess judged after the back-off began.
+    if (auto why = backed_off())
+      co_return co_await refuse("53300", std::move(why->first), std::move(why->second));
     auth.on_message(fr.frame.type, fr.frame.body, e);
     client_in_.consume(fr.frame.wire_size);
   }

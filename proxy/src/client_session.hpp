@@ -138,6 +138,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void ensure_prepared(const pool::PreparedStatement& statement);
   // The client sends faster than it reads: see max_pending_requests.
   bool backlogged() const noexcept;
+  // The login back-off holds for this address: the 53300 message and detail.
+  std::optional<std::pair<std::string, std::string>> backed_off() const;
   // Prepares it on the attached server connection under pgwarden's name, whatever its cache says.
   void prepare_on_server(const pool::PreparedStatement& statement, pool::Answer answer);
   void refuse_request(pool::Request request, std::string_view sqlstate, std::string_view message,
@@ -193,7 +195,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool via_proxy_ = false;
   std::optional<config::IpAddress> counted_address_;  // counted against its address's limits
   bool names_counted_ = false;                        // counted against its database's and user's limits
-  std::optional<config::AuthMethod> rule_method_;     // the matching access rule's method
+  config::ClientCert rule_client_cert_ = config::ClientCert::none;  // the matching rule's clientcert
+  std::optional<config::AuthMethod> rule_method_;                   // the matching access rule's method
 
   bool admin_ = false;       // on the admin console
   bool admin_idle_ = false;  // the console waits for the next command

@@ -55,7 +55,9 @@ RuntimeResult build_runtime(std::shared_ptr<const config::Config> cfg) {
   report(server.problems);
   rt->server_tls = server.context;
   rt->server_policy = tls::server_leg_policy(cfg->server_tls);
-  auto auth = cfg->auth.file.empty() ? AuthStore::parse("", {}) : AuthStore::load(cfg->auth.file);
+  rt->auth_salt_key = AuthStore::salt_key(cfg->client_tls);
+  auto auth = cfg->auth.file.empty() ? AuthStore::parse("", {}, rt->auth_salt_key)
+                                     : AuthStore::load(cfg->auth.file, rt->auth_salt_key);
   if (!auth.diagnostics.empty() && auth.diagnostics.front().message == "cannot read the auth file") {
     r.diagnostics.push_back(
         {cfg->position_of("auth.file"), "cannot read the auth file " + cfg->auth.file.string()});

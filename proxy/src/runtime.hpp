@@ -23,6 +23,8 @@ struct Runtime {
   std::shared_ptr<const std::vector<config::AccessRule>> access;
   std::vector<config::Cidr> proxy_protocol_from;  // load balancers that must send a PROXY header
   tls::ContextPtr metrics_tls;                    // /metrics over HTTPS; null = plain HTTP or off
+  // The key behind the salts a client sees for users without a stored SCRAM secret (see AuthStore::salt_key).
+  std::string auth_salt_key;
 };
 
 struct RuntimeResult {

@@ -104,9 +104,6 @@ Server::Server(std::shared_ptr<const Runtime> runtime, handover::Taken taken)
     spdlog::info("audit log: instance \"{}\", statements = \"{}\", fsync = \"{}\"", audit_->instance(),
                  config::to_string(audit_settings_.statements), config::to_string(audit_settings_.fsync));
   }
-  unsigned char seed[32];
-  RAND_bytes(seed, sizeof seed);
-  mock_seed_.assign(reinterpret_cast<const char*>(seed), sizeof seed);
   std::uint32_t prefix = 0;
   RAND_bytes(reinterpret_cast<unsigned char*>(&prefix), sizeof prefix);
   id_prefix_ = fmt::format("{:08x}", prefix);

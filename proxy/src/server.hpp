@@ -100,7 +100,6 @@ class Server {
   // Sessions that exist (from accept to close): the process exits only when none is left.
   void session_created() noexcept { sessions_alive_.fetch_add(1, std::memory_order_acq_rel); }
   void session_destroyed();
-  const std::string& mock_seed() const noexcept { return mock_seed_; }
   LoginBackoff& login_backoff() noexcept { return backoff_; }
   AuthQuery& auth_query() noexcept { return auth_query_; }
   std::string next_session_id();
@@ -203,7 +202,6 @@ class Server {
   std::atomic<bool> stopped_{false};
   std::atomic<int> clients_{0};
   std::atomic<std::uint64_t> session_counter_{0};
-  std::string mock_seed_;
   std::string id_prefix_;
   EventCounters events_;
   // PAUSE / SUSPEND: the fast path reads only any_paused_.

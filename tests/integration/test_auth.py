@@ -2,7 +2,9 @@
 auth_query), SCRAM passthrough and channel binding, SASLprep, and the per-address back-off, with real psql/libpq
 against a real PostgreSQL 15."""
 import base64
+import hashlib
 import json
+import signal
 import struct
 import time
 
@@ -102,6 +104,30 @@ def test_unknown_user_and_wrong_password_look_the_same_up_to_the_proof(env):
     assert seen["nobody"][0][6] == seen["nobody"][1][6]
 
 
+def scram_salt(pgw, env, user):
+    """The salt pgwarden's server-first message shows this user."""
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": user, "database": "app"})
+    read_auth_request(w)
+    first = f"n,,n=,r={base64.b64encode(b'n' * 18).decode()}".encode()
+    w.send(message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(first)) + first))
+    _, server_first = read_auth_request(w)
+    w.close()
+    return dict(kv.split("=", 1) for kv in server_first.decode().split(","))["s"]
+
+
+def test_salts_do_not_change_across_reloads_and_restarts(env):
+    # A stored SCRAM secret's salt never changes: neither may a plain password's or an unknown user's, or
+    # watching them across a reload, a restart or two instances of a fleet would tell which users exist.
+    users = ("alice", "scramonly", "nobody")
+    pgw = env.start()
+    before = {u: scram_salt(pgw, env, u) for u in users}
+    pgw.signal(signal.SIGHUP)
+    harness.wait_until(lambda: "reloaded " in pgw.log(), 10, "the reload")
+    assert {u: scram_salt(pgw, env, u) for u in users} == before
+    other = env.start(name="second-instance")
+    assert {u: scram_salt(other, env, u) for u in users} == before
+
+
 def test_non_ascii_password_set_in_postgres(env, roles):
     """The password was set by PostgreSQL (SASLprep'd there). pgwarden derives a SCRAM secret from the auth file's
     plain password and logs in to PostgreSQL with it: both must SASLprep to match."""
@@ -193,6 +219,53 @@ def test_cert_method_with_cn_and_map(env):
     assert len(failed) >= 2 and {x["sqlstate"] for x in failed} == {"28000"}
 
 
+def test_hba_clientcert_needs_a_verified_certificate(env):
+    # clientcert= on an hba line: a password alone is not enough; verify-full also needs the CN to be the user.
+    ca = str(env.certs.ca_crt)
+    hba = env.tmp / "pg_hba.conf"
+    hba.write_text("hostssl app alice 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n"
+                   "hostssl app bob   127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n")
+    pgw = env.start(auth={"hba_file": str(hba)}, client_tls={"mode": "require", "ca": ca})
+    alice_cert = {"sslcert": env.certs.alice_crt, "sslkey": env.certs.alice_key}
+    other_cert = {"sslcert": env.certs.certuser_crt, "sslkey": env.certs.certuser_key}
+    r = psql(env.via(pgw), "SELECT 1", password="alice-pw")
+    assert r.returncode != 0 and "connection requires a valid client certificate" in r.stderr, r.stderr
+    r = psql(env.via(pgw, **alice_cert), "SELECT current_user", password="alice-pw")
+    assert r.returncode == 0 and r.stdout.strip() == "alice", r.stderr
+    r = psql(env.via(pgw, **other_cert), "SELECT 1", password="alice-pw")
+    assert r.returncode != 0 and 'certificate authentication failed for user "alice"' in r.stderr, r.stderr
+    # verify-ca: any certificate the CA signed, and still the password.
+    r = psql(env.via(pgw, user="bob", **other_cert), "SELECT current_user", password="bob-pw")
+    assert r.returncode == 0 and r.stdout.strip() == "bob", r.stderr
+    r = psql(env.via(pgw, user="bob", **other_cert), "SELECT 1", password="wrong")
+    assert r.returncode != 0
+    r = psql(env.via(pgw, user="bob"), "SELECT 1", password="bob-pw")
+    assert r.returncode != 0 and "connection requires a valid client certificate" in r.stderr, r.stderr
+
+
+def test_an_empty_password_in_the_auth_file_lets_nobody_in(env):
+    # As in PostgreSQL and PgBouncer. Here the server login would succeed (a forced server user with its own
+    # password), so only pgwarden's check stands between the client and the database.
+    entries = {"alice": "alice-pw", "nopw": ""}
+    env.userlist(entries)
+    database = [{"name": "app", "host": "localhost", "port": env.cluster.port, "user": "alice",
+                 "password": "alice-pw"}]
+    for method in ("scram-sha-256", "password", "md5"):
+        pgw = env.start(name=f"pgw-{method}", auth={"type": method}, database=database)
+        w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "nopw", "database": "app"})
+        if method == "scram-sha-256":
+            got = harness.scram_login(w, "nopw", "")
+        else:
+            t, body = w.read_message()
+            assert t == b"R", (t, body)
+            answer = b"" if method == "password" else b"md5" + hashlib.md5(
+                hashlib.md5(b"nopw").hexdigest().encode() + body[4:8]).hexdigest().encode()
+            w.send(message(b"p", answer + b"\0"))
+            got = [w.read_message()]
+        assert got[-1][0] == b"E" and error_fields(got[-1][1])["C"] == "28P01", (method, got)
+        w.close()
+
+
 def test_trust_only_where_configured(env):
     pgw = env.start(auth={"type": "trust"})
     r = psql(env.via(pgw), "SELECT current_user")
@@ -243,6 +316,24 @@ def test_auth_query_failure_is_reported(env, roles):
 
 # ---------------------------------------------------------------------------------------------------------------
 # back-off
+
+
+def test_backoff_stops_logins_already_under_way(env):
+    # Ten logins opened at once from one address, each then guessing: once three guesses failed, the others
+    # are refused before theirs is judged.
+    pgw = env.start(auth={"backoff_after_failures": 3, "backoff_initial": "30s", "backoff_max": "30s"})
+    wires = [harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"}) for _ in range(10)]
+    for w in wires:  # every login is under way (asked for SCRAM) before the first guess
+        t, body = w.read_message()
+        assert t == b"R" and struct.unpack("!I", body[:4])[0] == 10, (t, body)
+        w.buf = message(t, body) + w.buf  # scram_login reads it again
+    codes = []
+    for w in wires:
+        got = harness.scram_login(w, "alice", "wrong")
+        assert got[-1][0] == b"E", got
+        codes.append(error_fields(got[-1][1])["C"])
+        w.close()
+    assert codes[:3] == ["28P01"] * 3 and codes[3:] == ["53300"] * 7, codes
 
 
 def test_backoff_engages_and_releases(env):

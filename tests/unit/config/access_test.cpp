@@ -275,7 +275,7 @@ TEST(Hba, Records) {
       "hostnossl app     all   ::1/128        md5\n"
       "host    app       carol 192.168.0.0 255.255.0.0 password\n"
       "host    all       all   all            reject\n"
-      "\thostssl all all ::ffff:10.0.0.0/104 cert map=clients clientcert=verify-full\n"
+      "\thostssl all all ::ffff:10.0.0.0/104 cert clientcert=verify-full\n"
       "hostssl all all 0.0.0.0/0 scram-sha-256 clientcert=verify-ca",
       "/etc/pgwarden/pg_hba.conf");
   EXPECT_EQ(errors_of(r), Errors{});
@@ -315,7 +315,6 @@ TEST(Hba, Records) {
 
   const AccessRule& cert = r.rules[5];
   EXPECT_EQ(cert.method, AuthMethod::cert);
-  EXPECT_EQ(cert.cert_map, "clients");
   EXPECT_EQ(cert.client_cert, ClientCert::verify_full);
   EXPECT_EQ(cert.where.line, 9u);
   EXPECT_EQ(cert.where.column, 2u);
@@ -329,7 +328,6 @@ TEST(Hba, CertImpliesVerifyFull) {
   EXPECT_EQ(errors_of(r), Errors{});
   ASSERT_EQ(r.rules.size(), 1u);
   EXPECT_EQ(r.rules[0].client_cert, ClientCert::verify_full);
-  EXPECT_FALSE(r.rules[0].cert_map);
 }
 
 TEST(Hba, QuotingAndLists) {
@@ -505,10 +503,10 @@ TEST(Hba, MethodErrors) {
 }
 
 TEST(Hba, OptionErrors) {
-  EXPECT_EQ(errors("hostssl all all all scram-sha-256 map=m\n"),
-            Errors{"pg_hba.conf:1:35: map applies only to cert authentication here"});
-  EXPECT_EQ(errors("hostssl all all all cert map=\n"), Errors{"pg_hba.conf:1:26: map needs a map name"});
-  EXPECT_EQ(errors("hostssl all all all cert map=a map=b\n"), Errors{"pg_hba.conf:1:32: map is given twice"});
+  // pg_ident.conf maps are not read: a map= would be a security setting silently ignored.
+  EXPECT_EQ(errors("hostssl all all all cert map=m\n"),
+            Errors{"pg_hba.conf:1:26: map is not supported yet: map certificate names to users with "
+                   "[auth.cert_map]"});
   EXPECT_EQ(errors("host all all all md5 clientcert=verify-full\n"),
             Errors{"pg_hba.conf:1:22: clientcert can only be set on hostssl lines"});
   EXPECT_EQ(errors("hostssl all all all md5 clientcert=1\nhostssl all all all md5 clientcert=no-verify\n"),
@@ -521,18 +519,16 @@ TEST(Hba, OptionErrors) {
             Errors{"pg_hba.conf:1:46: clientcert is given twice"});
   EXPECT_EQ(
       errors("host all all all md5 include_realm=0 pamservice=x\n"),
-      (Errors{
-          "pg_hba.conf:1:22: authentication option \"include_realm\" is not supported (pgwarden takes map, "
-          "clientcert)",
-          "pg_hba.conf:1:38: authentication option \"pamservice\" is not supported (pgwarden takes map, "
-          "clientcert)"}));
+      (Errors{"pg_hba.conf:1:22: authentication option \"include_realm\" is not supported (pgwarden takes "
+              "clientcert)",
+              "pg_hba.conf:1:38: authentication option \"pamservice\" is not supported (pgwarden takes "
+              "clientcert)"}));
   EXPECT_EQ(errors("hostssl all all all cert map\n"),
             Errors{"pg_hba.conf:1:26: authentication option \"map\" is not in name=value form"});
   // Quoted option values, and several options in one comma list.
-  const HbaResult r = parse_hba("hostssl all all all cert \"map=my map\",clientcert=verify-full\n", "f");
-  EXPECT_EQ(errors_of(r), Errors{});
-  ASSERT_EQ(r.rules.size(), 1u);
-  EXPECT_EQ(r.rules[0].cert_map, "my map");
+  const HbaResult r =
+      parse_hba("hostssl all all all md5 \"clientcert=verify-full\",clientcert=verify-ca\n", "f");
+  EXPECT_EQ(errors_of(r), Errors{"f:1:50: clientcert is given twice"});
 }
 
 TEST(Hba, UnterminatedQuote) {

@@ -284,6 +284,7 @@ TEST(ScramSecret, ParseMalformedSecrets) {
   const std::string short_key = std::string(40, 'A') + "AA==";  // 31 bytes
   const std::string good = "SCRAM-SHA-256$4096:c2FsdA==$" + key + ":" + key;
   ASSERT_TRUE(parse_secret(good).has_value());
+  ASSERT_TRUE(parse_secret("SCRAM-SHA-256$1000000:c2FsdA==$" + key + ":" + key).has_value());
   for (const std::string& bad : {
            std::string(""),
            std::string("md5a3556571e93b0d20722ba62be61e8c2d"),
@@ -294,8 +295,9 @@ TEST(ScramSecret, ParseMalformedSecrets) {
            "SCRAM-SHA-256$4096x:c2FsdA==$" + key + ":" + key,
            "SCRAM-SHA-256$:c2FsdA==$" + key + ":" + key,
            "SCRAM-SHA-256$99999999999:c2FsdA==$" + key + ":" + key,
-           "SCRAM-SHA-256$4096:$" + key + ":" + key,                // empty salt
-           "SCRAM-SHA-256$4096:c2FsdA=$" + key + ":" + key,         // bad base64 salt
+           "SCRAM-SHA-256$1000001:c2FsdA==$" + key + ":" + key,  // past the bound: a login would take seconds
+           "SCRAM-SHA-256$4096:$" + key + ":" + key,             // empty salt
+           "SCRAM-SHA-256$4096:c2FsdA=$" + key + ":" + key,      // bad base64 salt
            "SCRAM-SHA-256$4096:c2FsdA==$" + short_key + ":" + key,  // StoredKey of 31 bytes
            "SCRAM-SHA-256$4096:c2FsdA==$" + key + ":" + short_key,  // ServerKey of 31 bytes
            "SCRAM-SHA-256$4096:c2FsdA==$" + key + key,              // no ':' between the keys

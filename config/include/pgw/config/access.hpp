@@ -57,7 +57,6 @@ struct AccessRule {
   std::vector<Cidr> addresses;         // empty: any address
   Tls tls = Tls::any;
   std::optional<AuthMethod> method;           // nullopt: auth.type
-  std::optional<std::string> cert_map;        // hba "map=NAME" with the cert method
   ClientCert client_cert = ClientCert::none;  // hba "clientcert="; the cert method implies verify_full
   Position where;
 };
