@@ -478,6 +478,9 @@ void classify_node(const PgQuery__Node* n, Statement& st) {
     }
     case PG_QUERY__NODE__NODE_FETCH_STMT:
       set_class(st, C::none, n->fetch_stmt->ismove ? "MOVE" : "FETCH");
+      // The portal it reads, as the server will look it up: one bound by the extended protocol may hold a
+      // write.
+      if (n->fetch_stmt->portalname != nullptr) st.prepared_name = n->fetch_stmt->portalname;
       return;
     case PG_QUERY__NODE__NODE_CREATE_SCHEMA_STMT:
       set_class(st, C::ddl, "CREATE SCHEMA");

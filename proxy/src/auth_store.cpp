@@ -47,7 +47,10 @@ AuthStore::LoadResult AuthStore::parse(std::string_view text, const std::filesys
   for (auto& e : parsed.entries) {
     // An empty password lets nobody in (as in PostgreSQL and PgBouncer): the user is one without a secret, so
     // a password login gets the same 28P01 as an unknown user; trust and cert logins do not look here.
-    if (e.secret.empty()) continue;
+    if (e.secret.empty()) {
+      store->locked_.insert(e.user);  // and auth.query is not asked about it either
+      continue;
+    }
     std::string problem;
     auto secret = classify(e.user, e.secret, salt_key, problem);
     if (!secret) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "pgw/config/config.hpp"
@@ -36,6 +37,8 @@ class AuthStore {
   static std::string salt_key(const config::ClientTlsSettings& tls);
 
   const protocol::UserSecret* find(std::string_view user) const noexcept;
+  // Listed with an empty password: no password logs in as this user.
+  bool locked(std::string_view user) const noexcept { return locked_.find(user) != locked_.end(); }
   std::size_t size() const noexcept { return users_.size(); }
   std::vector<std::string> names() const;
 
@@ -45,6 +48,7 @@ class AuthStore {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, protocol::UserSecret, Hash, std::equal_to<>> users_;
+  std::unordered_set<std::string, Hash, std::equal_to<>> locked_;
 };
 
 }  // namespace pgw::proxy

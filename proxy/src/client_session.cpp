@@ -334,6 +334,15 @@ asio::awaitable<bool> ClientSession::read_proxy_header() {
   co_return true;  // negotiate() answers the first packet with a refusal
 }
 
+bool ClientSession::client_cert_satisfies(config::ClientCert required,
+                                          const config::AuthSettings& auth) const {
+  if (required == config::ClientCert::none) return true;
+  const auto info = client_.is_tls() ? client_.info() : tls::TlsInfo{};
+  if (!info.peer_subject) return false;
+  return required == config::ClientCert::verify_ca ||
+         (info.peer_common_name && certificate_names_user(auth, *info.peer_common_name, user_));
+}
+
 const config::AccessRule* ClientSession::access_rule(const Runtime& rt) const {
   if (!rt.access) return nullptr;
   return config::match(*rt.access, peer_ip_, client_.is_tls(), database_, user_);
@@ -342,7 +351,10 @@ const config::AccessRule* ClientSession::access_rule(const Runtime& rt) const {
 void ClientSession::revoke_if_refused(const Runtime& rt) {
   if (!rt.access || !admitted_) return;
   const config::AccessRule* rule = access_rule(rt);
-  if (rule != nullptr && rule->action == config::AccessAction::allow) return;
+  if (rule != nullptr && rule->action == config::AccessAction::allow &&
+      client_cert_satisfies(rule->client_cert, rt.config->auth)) {
+    return;
+  }
   log_.info("access revoked by reload: no access rule allows this connection any more");
   if (!in_relay_) {
     if (!client_writing_) {
@@ -548,7 +560,7 @@ asio::awaitable<bool> ClientSession::negotiate() {
           "it through auth.cert_map)");
     }
   }
-  if (rule_client_cert_ != config::ClientCert::none) {
+  if (!client_cert_satisfies(rule_client_cert_, cfg.auth)) {
     // hba "clientcert=": a certificate verified against client_tls.ca (a CA is what makes pgwarden ask for
     // and verify one), and with verify-full one whose CN is the user (or maps to it), before any password.
     const auto info = client_.is_tls() ? client_.info() : tls::TlsInfo{};
@@ -558,14 +570,11 @@ asio::awaitable<bool> ClientSession::negotiate() {
           "the matching access rule says clientcert; a client certificate signed by "
           "client_tls.ca is needed");
     }
-    if (rule_client_cert_ == config::ClientCert::verify_full &&
-        (!info.peer_common_name || !certificate_names_user(cfg.auth, *info.peer_common_name, user_))) {
-      std::string detail = info.peer_common_name
-                               ? "certificate CN \"" + *info.peer_common_name + "\" does not map to the user"
-                               : std::string("the certificate has no CN");
-      co_return co_await login_failed("28000", "certificate authentication failed for user \"" + user_ + "\"",
-                                      std::move(detail));
-    }
+    std::string detail = info.peer_common_name
+                             ? "certificate CN \"" + *info.peer_common_name + "\" does not map to the user"
+                             : std::string("the certificate has no CN");
+    co_return co_await login_failed("28000", "certificate authentication failed for user \"" + user_ + "\"",
+                                    std::move(detail));
   }
   if (!settings_ok) co_return co_await refuse("22023", settings_error);
   if (startup.get("replication")) {
@@ -722,7 +731,7 @@ asio::awaitable<bool> ClientSession::authenticate() {
       std::optional<UserSecret> secret;
       if (const UserSecret* s = rt_->auth->find(user_)) {
         secret = *s;
-      } else if (!cfg.auth.query.empty() && db_ != nullptr) {
+      } else if (!cfg.auth.query.empty() && db_ != nullptr && !rt_->auth->locked(user_)) {
         auto found = co_await server_.auth_query().lookup(server_, worker_, *rt_, *db_, user_);
         if (found.status == AuthQuery::Result::Status::failed) {
           log_.warn("auth.query for user \"{}\" failed: {}", user_, found.error);

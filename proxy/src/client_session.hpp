@@ -138,6 +138,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void ensure_prepared(const pool::PreparedStatement& statement);
   // The client sends faster than it reads: see max_pending_requests.
   bool backlogged() const noexcept;
+  // The access rule's clientcert holds for this connection's certificate.
+  bool client_cert_satisfies(config::ClientCert required, const config::AuthSettings& auth) const;
   // The login back-off holds for this address: the 53300 message and detail.
   std::optional<std::pair<std::string, std::string>> backed_off() const;
   // Prepares it on the attached server connection under pgwarden's name, whatever its cache says.

@@ -386,6 +386,7 @@ void SessionAudit::enqueue(Pending&& p) {
 }
 
 void SessionAudit::push_end(Kind kind) {
+  bound_since_end_ = false;
   Pending p;
   p.kind = kind;
   enqueue(std::move(p));
@@ -494,7 +495,7 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
     const auto& s = statements_[i];
     std::string_view text = s.text(sql);
     if ((s.command == "FETCH" || s.command == "MOVE") && (!named_portals_.empty() || portals_overflowed_)) {
-      ok = push_fetch(text, s);
+      ok = push_fetch(text, s, false);
       continue;
     }
     ok = push_statement(text, s, in_transaction_for(s, text), false, {});
@@ -526,66 +527,42 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   return ok;
 }
 
-namespace {
-// The cursor a FETCH or MOVE names: its last token, unquoted, or folded to lower case as PostgreSQL folds an
-// unquoted name. Empty when the text does not end in a name (a trailing comment, say).
-std::string fetched_name(std::string_view text) {
-  while (!text.empty() && (text.back() == ';' || std::isspace(static_cast<unsigned char>(text.back()))))
-    text.remove_suffix(1);
-  std::string name;
-  if (!text.empty() && text.back() == '"') {
-    std::size_t i = text.size() - 1;  // the closing quote; "" inside stands for one
-    while (i > 0) {
-      --i;
-      if (text[i] != '"') {
-        name.insert(name.begin(), text[i]);
-      } else if (i > 0 && text[i - 1] == '"') {
-        name.insert(name.begin(), '"');
-        --i;
-      } else {
-        return name;
-      }
-    }
-    return {};
-  }
-  std::size_t b = text.size();
-  auto ident = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '$' || c >= 0x80; };
-  while (b > 0 && ident(static_cast<unsigned char>(text[b - 1])))
-    --b;
-  for (char c : text.substr(b))
-    name.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-  return name;
-}
-}  // namespace
-
-bool SessionAudit::push_fetch(std::string_view text, const audit::Statement& fetch) {
+bool SessionAudit::push_fetch(std::string_view text, const audit::Statement& fetch, bool extended) {
   // A portal bound by the extended protocol may be read with SQL FETCH or MOVE, and a modifying one runs its
   // write at the first of them: recorded as that portal's statement, or as a possible write when pgwarden
-  // cannot tell which portal it is.
-  const std::string name = fetched_name(text);
+  // cannot tell which portal it is. The name is the one PostgreSQL's grammar read (folded, unescaped).
+  const std::string& name = fetch.prepared_name;
   auto it = name.empty() ? named_portals_.end()
                          : named_portals_.find(std::string_view(name).substr(0, max_name_bytes));
   if (it == named_portals_.end() && !portals_overflowed_ && !name.empty()) {
     // An SQL cursor (DECLARE): read-only, as PostgreSQL allows no write in one.
-    return push_statement(text, fetch, in_transaction_for(fetch, text), false, {});
+    return push_statement(text, fetch, in_transaction_for(fetch, text), extended, {});
   }
   if (it != named_portals_.end() && it->second.known) {
+    Portal& portal = it->second;
+    if (portal.ran) return push_statement(text, fetch, in_transaction_for(fetch, text), extended, {});
     std::vector<audit::Statement> portal_statements;
-    classifier_.classify(it->second.text(), nullptr, portal_statements);
+    classifier_.classify(portal.text(), nullptr, portal_statements);
     if (portal_statements.empty()) {
-      push_unaudited(1, false);
+      push_unaudited(1, extended);
       return true;
     }
     const audit::Statement& s = portal_statements.front();
-    const std::string_view portal_text = s.text(it->second.text());
-    return push_statement(portal_text, s, in_transaction_for(s, portal_text), false, it->second.params);
+    const std::string_view portal_text = s.text(portal.text());
+    if (settings_.on_failure == AuditOnFailure::block && audited(s) && log_.failing()) return false;
+    if (!push_statement(portal_text, s, in_transaction_for(s, portal_text), extended, portal.params))
+      return false;
+    portal.ran = true;
+    // The FETCH's tag counts the rows fetched, not the rows written.
+    if (!pending_.empty() && pending_.back().audited()) pending_.back().rows_from_tag = false;
+    return true;
   }
   audit::Statement s;
   s.cls = audit::StatementClass::mod;
   s.command = "UNKNOWN";
   s.superset = audit::Superset::unknown_execute;
   if (settings_.on_failure == AuditOnFailure::block && log_.failing()) return false;
-  return push_statement(text, s, in_transaction_for(s, text), false, {});
+  return push_statement(text, s, in_transaction_for(s, text), extended, {});
 }
 
 void SessionAudit::on_parse(std::string_view statement, std::string_view sql) {
@@ -624,6 +601,7 @@ void SessionAudit::on_bind(const frontend::Bind& b) {
       it->second = Portal{};  // a second Bind of an open portal fails (42P03): its Execute is not known here
       return;
     }
+    bound_since_end_ = true;
     if (named_portals_.size() >= max_named_portals) {
       portals_overflowed_ = true;
       return;  // Execute finds no portal: an unknown write
@@ -631,6 +609,7 @@ void SessionAudit::on_bind(const frontend::Bind& b) {
     portal = &named_portals_.emplace(std::string(name), Portal{}).first->second;
   }
   portal->known = false;
+  portal->ran = false;
   portal->sql.clear();
   portal->named_sql.reset();
   if (b.statement.empty()) {
@@ -652,7 +631,7 @@ void SessionAudit::on_bind(const frontend::Bind& b) {
 }
 
 bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transaction*/) {
-  const Portal* portal = nullptr;
+  Portal* portal = nullptr;
   if (portal_name.empty()) {
     portal = &unnamed_portal_;
   } else if (auto it = named_portals_.find(portal_name.substr(0, max_name_bytes));
@@ -670,6 +649,12 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
     if (settings_.on_failure == AuditOnFailure::block && log_.failing()) return false;
     return push_statement(text, s, in_transaction_for(s, text), true, {});
   }
+  if (portal->ran) {
+    // Recorded at its first Execute or FETCH, where PostgreSQL ran it to completion: the rest only hands out
+    // rows.
+    push_unaudited(1, true);
+    return true;
+  }
   classify(portal->text());
   if (statements_.empty()) {
     push_unaudited(1, true);
@@ -677,9 +662,13 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
   }
   const auto& s = statements_.front();
   std::string_view text = s.text(portal->text());
+  if ((s.command == "FETCH" || s.command == "MOVE") && (!named_portals_.empty() || portals_overflowed_))
+    return push_fetch(text, s, true);
   const bool in_tx = in_transaction_for(s, text);
   if (settings_.on_failure == AuditOnFailure::block && audited(s) && log_.failing()) return false;
-  return push_statement(text, s, in_tx, true, portal->params);
+  if (!push_statement(text, s, in_tx, true, portal->params)) return false;
+  if (audited(s)) portal->ran = true;
+  return true;
 }
 
 void SessionAudit::on_close(char target, std::string_view name) {
@@ -770,7 +759,7 @@ void SessionAudit::complete(Pending& p, std::string_view outcome, std::string_vi
   r.outcome = std::string(outcome);
   if (!tag.empty()) {
     r.tag = std::string(tag);
-    r.rows = rows_of(tag);
+    if (p.rows_from_tag) r.rows = rows_of(tag);
   }
   if (!sqlstate.empty()) r.sqlstate = std::string(sqlstate);
   r.duration_us = duration;
@@ -932,7 +921,9 @@ void SessionAudit::on_backend(char type, Bytes body) {
         extended_in_transaction_ = false;
         unnamed_portal_ = {};  // portals end with their transaction
         named_portals_.clear();
-        portals_overflowed_ = false;
+        // Portals bound after the Sync or Query this answers are the next transaction's, and gone from here
+        // now: a FETCH of one is then a possible write.
+        portals_overflowed_ = bound_since_end_ || !pending_.empty();
       }
       if (pending_.empty()) frontend_in_block_ = status != 'I';
       error_since_ready_ = false;

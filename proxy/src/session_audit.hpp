@@ -119,12 +119,14 @@ class SessionAudit {
     std::unique_ptr<audit::Statement> effect;
     Control control = Control::none;  // COMMIT / ROLLBACK (not ROLLBACK TO) / PREPARE TRANSACTION
     bool extended = false;
-    std::size_t bytes = 0;  // statement text held until the outcome
+    bool rows_from_tag = true;  // false: a FETCH ran it, whose tag counts rows fetched
+    std::size_t bytes = 0;      // statement text held until the outcome
   };
   struct Portal {
     std::string sql;                               // from the unnamed statement
     std::shared_ptr<const std::string> named_sql;  // a named statement's text, shared, not copied per Bind
     bool known = false;
+    bool ran = false;  // its audited statement was recorded: PostgreSQL ran it at that first Execute or FETCH
     audit::Params params;
     const std::string& text() const noexcept { return named_sql ? *named_sql : sql; }
   };
@@ -152,7 +154,7 @@ class SessionAudit {
   void skip_to_sync(bool extended);
   void forget_named_statements();
   // A FETCH or MOVE while portals bound by the extended protocol are open; false as push_statement().
-  bool push_fetch(std::string_view text, const audit::Statement& fetch);
+  bool push_fetch(std::string_view text, const audit::Statement& fetch, bool extended);
   void transaction_ended(std::string_view command, std::string_view outcome);
   void statement_completed(const Pending& p, bool ok);
   const audit::SqlPrepared* sql_prepared_for(const std::vector<audit::Statement>& statements) const;
@@ -213,7 +215,9 @@ class SessionAudit {
   NameMap<Named> named_statements_;
   Portal unnamed_portal_;
   NameMap<Portal> named_portals_;
-  bool portals_overflowed_ = false;  // a Bind found max_named_portals taken: that portal is not known here
+  bool portals_overflowed_ = false;
+  bool bound_since_end_ = false;  // a named portal was bound after the last Sync or Query  // a Bind found
+                                  // max_named_portals taken: that portal is not known here
   // Frontend view, ahead of the server's answers: a BEGIN went out without its COMMIT/ROLLBACK yet, and the
   // statements since the last Sync or Query (one implicit transaction). Only for the in_transaction flag.
   bool frontend_in_block_ = false;

@@ -591,24 +591,34 @@ def recorded(aenv, needle):
 
 def test_fetch_of_a_portal_bound_to_a_write_is_recorded(aenv, logging_cluster):
     # A portal bound by the extended protocol can be read with SQL FETCH; PostgreSQL runs its DELETE then, and no
-    # Execute is ever sent. PostgreSQL's own log_statement = 'mod' does not see it either.
+    # Execute is ever sent. PostgreSQL's own log_statement = 'mod' does not see it either. The FETCH may come as
+    # a Query (with a comment after the name) or through the extended protocol itself.
     audit_table(logging_cluster, "fetched")
     pgw = start(aenv, pool={"mode": "session"})
     w = wire_login(aenv, pgw)
     w.send(query("BEGIN"))
     until_ready(w)
-    w.send(parse("", "DELETE FROM fetched WHERE id = 1 RETURNING id") + bind("c", "") + SYNC)
+    w.send(parse("", "DELETE FROM fetched WHERE id IN (1, 2) RETURNING id") + bind("c", "") +
+           parse("", "DELETE FROM fetched WHERE id = 5 RETURNING id") + bind("d", "") + SYNC)
     until_ready(w)
-    w.send(query("FETCH ALL FROM c"))
+    w.send(query("FETCH 1 FROM c -- the first"))
+    got = until_ready(w)
+    assert any(t == b"C" and b.startswith(b"FETCH 1") for t, b in got), got
+    w.send(query("FETCH ALL FROM c"))  # the rest of the same write: no second record
+    until_ready(w)
+    w.send(parse("", "FETCH ALL IN \"d\"") + bind("", "") + execute() + SYNC)
     got = until_ready(w)
     assert any(t == b"C" and b.startswith(b"FETCH 1") for t, b in got), got
     w.send(query("COMMIT"))
     until_ready(w)
     w.close()
-    assert 1 not in remaining(logging_cluster, "fetched")
-    recs = recorded(aenv, "DELETE FROM fetched")
+    assert not {1, 2, 5} & set(remaining(logging_cluster, "fetched"))
+    recs = recorded(aenv, "DELETE FROM fetched WHERE id IN")
     assert len(recs) == 1 and recs[0]["command"] == "DELETE" and recs[0]["objects"] == ["fetched"], recs
-    assert recs[0]["outcome"] == "ok" and recs[0]["rows"] == 1
+    # The FETCH's tag counts rows fetched, not deleted: no row count is claimed.
+    assert recs[0]["outcome"] == "ok" and recs[0]["rows"] is None, recs
+    recs = recorded(aenv, "DELETE FROM fetched WHERE id = 5")
+    assert len(recs) == 1 and recs[0]["protocol"] == "extended", recs
 
 
 def test_every_statement_is_recorded_under_shift_jis_2004(aenv, logging_cluster):

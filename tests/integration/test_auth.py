@@ -241,6 +241,17 @@ def test_hba_clientcert_needs_a_verified_certificate(env):
     assert r.returncode != 0
     r = psql(env.via(pgw, user="bob"), "SELECT 1", password="bob-pw")
     assert r.returncode != 0 and "connection requires a valid client certificate" in r.stderr, r.stderr
+    # A reload that adds clientcert closes a connection without a certificate, as it would refuse it now.
+    hba.write_text("hostssl app all 127.0.0.1/32 scram-sha-256\n")
+    pgw.signal(signal.SIGHUP)
+    harness.wait_until(lambda: "reloaded " in pgw.log(), 10, "the first reload")
+    w = harness.tls_login(pgw.port, env.certs.ca_crt, "bob", "bob-pw", "app")
+    hba.write_text("hostssl app all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n")
+    pgw.signal(signal.SIGHUP)
+    w.sock.settimeout(10)
+    t, body = w.read_message()
+    assert t == b"E" and error_fields(body)["C"] == "28000" and "access revoked" in error_fields(body)["M"]
+    w.close()
 
 
 def test_an_empty_password_in_the_auth_file_lets_nobody_in(env):
@@ -303,6 +314,12 @@ def test_auth_query_with_a_real_query_user(env, roles):
               "CREATE ROLE latecomer LOGIN PASSWORD 'late-pw'; END IF; END $$")
     r = psql(env.via(pgw, user="latecomer"), "SELECT current_user", password="late-pw")
     assert r.returncode == 0, r.stderr
+    # A user the auth file lists with an empty password is locked out: auth.query is not asked about it.
+    env.userlist({"authq": "authq-pw", "viaquery": ""})
+    locked = env.start(name="locked", auth={"query": "SELECT usename, passwd FROM public.pgw_lookup($1)",
+                                            "query_user": "authq"})
+    r = psql(env.via(locked, user="viaquery"), "SELECT 1", password="viaquery-pw")
+    assert r.returncode != 0 and 'password authentication failed for user "viaquery"' in r.stderr, r.stderr
 
 
 def test_auth_query_failure_is_reported(env, roles):

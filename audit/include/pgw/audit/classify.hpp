@@ -52,7 +52,7 @@ struct Statement {
   std::vector<std::string> objects;  // relations written, as qualified in the text ("public.obs" / "obs")
   Superset superset = Superset::none;
   PreparedEffect effect = PreparedEffect::none;
-  std::string prepared_name;  // for effect != none (except deallocate_all)
+  std::string prepared_name;  // for effect != none (except deallocate_all); for FETCH / MOVE, the portal
 
   std::string_view text(std::string_view sql) const { return sql.substr(offset, length); }
 };
