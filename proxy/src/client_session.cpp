@@ -1592,11 +1592,10 @@ bool ClientSession::rewrite_deallocate(std::string_view sql, Request request) {
   if (!rename_statements_ || name.empty()) return false;
   const pool::PreparedStatement* statement = statements_.find(name);
   if (statement == nullptr) return false;  // a PREPARE'd SQL statement: the server's business
-  if (request == Request::parse) {
-    ensure_prepared(*statement);
-  } else if (server_conn_->tracker.sync_owed()) {
-    // The client's own extended-protocol messages still await their Sync: a Sync of pgwarden's would commit
-    // them out of the client's sight. The Parse goes as for a Bind (its error, if any, is the client's).
+  if (request == Request::parse || server_conn_->tracker.sync_owed()) {
+    // In the extended protocol, or while the client's own extended-protocol messages still await their Sync
+    // (a Sync of pgwarden's would commit them out of the client's sight), the Parse goes as for a Bind: its
+    // error, if any, is the client's.
     ensure_prepared(*statement);
   } else if (!server_conn_->statements.touch(statement->key)) {
     // A Parse ahead of a simple Query gets a Sync of its own: after an error the server would otherwise
