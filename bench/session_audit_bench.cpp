@@ -1,4 +1,4 @@
-// What the audit log costs a worker thread per pgbench TPC-B transaction (simple protocol): the session's
+// What the audit log costs a worker thread per pgbench TPC-B transaction: the session's
 // side (classifying each Query, tracking the answers, building and rendering the records) measured alone,
 // without the network, TLS or PostgreSQL that make whole-system runs noisy on a small machine. The writer
 // thread runs too (fsync = "off", a file in the temp dir); its CPU is reported as a counter.
@@ -7,6 +7,8 @@
 //   classifier repeated  the same five texts every time (cache hits), as with an ORM that binds parameters
 //   client side
 //             but repeats its values
+//   extended  pgbench -M extended: Parse/Bind/Describe/Execute/Sync per statement, the same texts with $n
+//             placeholders every time, parameters redacted
 #include <benchmark/benchmark.h>
 #include <time.h>
 
@@ -67,15 +69,12 @@ std::vector<Exchange> tpcb(std::mt19937& rng, bool inlined) {
   };
 }
 
-void session_tpcb(benchmark::State& state) {
-  const bool inlined = state.range(0) != 0;
-  const pgw::bench::AuditScratch scratch("session-audit");
+// Runs one session through `transaction(session, done)` per iteration, with the writer thread behind it, and
+// reports both threads' CPU per transaction.
+template <class Transaction>
+void measure(benchmark::State& state, const char* scratch_name, Transaction&& transaction) {
+  const pgw::bench::AuditScratch scratch(scratch_name);
   const pgw::config::AuditSettings& settings = scratch.settings();
-  // Prepared before the clock starts: 4096 transactions' worth of texts, reused round robin.
-  std::mt19937 rng(42);
-  std::vector<std::vector<Exchange>> transactions;
-  for (int i = 0; i < 4096; ++i)
-    transactions.push_back(tpcb(rng, inlined));
   std::uint64_t done = 0;
   double session_cpu = 0, process_cpu = 0;
   {
@@ -95,17 +94,9 @@ void session_tpcb(benchmark::State& state) {
     const double t0 = thread_cpu_seconds();
     const double p0 = process_cpu_seconds();
     for (auto _ : state) {
-      const auto& tx = transactions[done % transactions.size()];
       // Transaction pooling with a pool of 20: most transactions land on another server connection.
       session.set_server("db.internal:5432", 48211 + static_cast<std::int32_t>(done % 20));
-      bool in_transaction = false;
-      for (const Exchange& e : tx) {
-        if (!session.on_query(e.query, in_transaction)) state.SkipWithError("refused");
-        session.on_backend('C', bytes_of(e.tag));
-        const std::uint8_t status = static_cast<std::uint8_t>(e.status);
-        session.on_backend('Z', Bytes(&status, 1));
-        in_transaction = e.status != 'I';
-      }
+      if (!transaction(session, done)) state.SkipWithError("refused");
       session.detached();
       if (++done % 2048 == 0) log.flush(std::chrono::seconds(10));  // stay below the queue's bounds
     }
@@ -117,9 +108,81 @@ void session_tpcb(benchmark::State& state) {
   const double n = done == 0 ? 1.0 : static_cast<double>(done);
   state.counters["session_us_per_txn"] = session_cpu * 1e6 / n;
   state.counters["process_us_per_txn"] = process_cpu * 1e6 / n;
+}
+
+void answer(pgw::proxy::SessionAudit& session, const std::string& tag, char status) {
+  session.on_backend('C', bytes_of(tag));
+  const auto byte = static_cast<std::uint8_t>(status);
+  session.on_backend('Z', Bytes(&byte, 1));
+}
+
+void session_tpcb(benchmark::State& state) {
+  const bool inlined = state.range(0) != 0;
+  // Prepared before the clock starts: 4096 transactions' worth of texts, reused round robin.
+  std::mt19937 rng(42);
+  std::vector<std::vector<Exchange>> transactions;
+  for (int i = 0; i < 4096; ++i)
+    transactions.push_back(tpcb(rng, inlined));
+  measure(state, "session-audit", [&](pgw::proxy::SessionAudit& session, std::uint64_t done) {
+    bool in_transaction = false;
+    for (const Exchange& e : transactions[done % transactions.size()]) {
+      if (!session.on_query(e.query, in_transaction)) return false;
+      answer(session, e.tag, e.status);
+      in_transaction = e.status != 'I';
+    }
+    return true;
+  });
   state.SetLabel(inlined ? "inlined values" : "repeated texts");
 }
 BENCHMARK(session_tpcb)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+
+// pgbench -M extended: per statement Parse (unnamed, the same text with $n every time), Bind with redacted
+// parameters, Describe, Execute, Sync, and ParseComplete, BindComplete, NoData, CommandComplete,
+// ReadyForQuery.
+void session_tpcb_extended(benchmark::State& state) {
+  struct Statement {
+    std::string sql;
+    std::int16_t parameters;
+    Exchange answer;
+  };
+  const std::vector<Statement> tx = {
+      {"BEGIN;", 0, {"", std::string("BEGIN\0", 6), 'T'}},
+      {"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;",
+       2,
+       {"", std::string("UPDATE 1\0", 9), 'T'}},
+      {"SELECT abalance FROM pgbench_accounts WHERE aid = $1;", 1, {"", std::string("SELECT 1\0", 9), 'T'}},
+      {"UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;",
+       2,
+       {"", std::string("UPDATE 1\0", 9), 'T'}},
+      {"UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;",
+       2,
+       {"", std::string("UPDATE 1\0", 9), 'T'}},
+      {"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, "
+       "CURRENT_TIMESTAMP);",
+       4,
+       {"", std::string("INSERT 0 1\0", 11), 'T'}},
+      {"END;", 0, {"", std::string("COMMIT\0", 7), 'I'}},
+  };
+  measure(state, "session-audit-extended", [&](pgw::proxy::SessionAudit& session, std::uint64_t) {
+    bool in_transaction = false;
+    for (const Statement& s : tx) {
+      session.on_parse("", s.sql);
+      pgw::protocol::frontend::Bind bind;
+      bind.num_parameters = s.parameters;
+      session.on_bind(bind);
+      if (!session.on_execute("", in_transaction)) return false;
+      session.on_sync();
+      session.on_backend('1', {});
+      session.on_backend('2', {});
+      session.on_backend('n', {});
+      answer(session, s.answer.tag, s.answer.status);
+      in_transaction = s.answer.status != 'I';
+    }
+    return true;
+  });
+  state.SetLabel("extended, parameters redacted");
+}
+BENCHMARK(session_tpcb_extended)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

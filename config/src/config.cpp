@@ -568,7 +568,9 @@ std::vector<KeyDef<PoolSettings>> pool_keys() {
        {}},
       {{"pool", "track_extra_parameters", "array of strings", "[]", true, true,
         "parameters kept per client besides client_encoding, DateStyle, IntervalStyle, TimeZone, "
-        "standard_conforming_strings and application_name (they must be reported by ParameterStatus)"},
+        "standard_conforming_strings, application_name and default_transaction_read_only (they must be "
+        "reported "
+        "by ParameterStatus)"},
        strings_key(&P::track_extra_parameters),
        {}},
   };
@@ -1217,9 +1219,19 @@ class Parser {
     resolve(cfg_.auth.hba_file);
     resolve(cfg_.audit.path);
     resolve(cfg_.audit.hmac_key_file);
+    resolve(cfg_.proxy.metrics_tls_cert);
+    resolve(cfg_.proxy.metrics_tls_key);
+    resolve(cfg_.proxy.handover_socket);
   }
 
   void validate() {
+    // sun_path holds 107 bytes and a NUL: a longer path would pass here and fail at start, after a rolling
+    // restart took the listeners.
+    if (const auto& h = cfg_.proxy.handover_socket; h.native().size() > 107) {
+      error_at("proxy.handover_socket", "proxy.handover_socket \"" + h.string() + "\" is " +
+                                            std::to_string(h.native().size()) +
+                                            " bytes long; a Unix socket path takes at most 107");
+    }
     const auto& ct = cfg_.client_tls;
     if (ct.mode != TlsMode::disable && (ct.cert.empty() || ct.key.empty())) {
       error_at("client_tls.mode",

@@ -374,7 +374,9 @@ constexpr std::int64_t conns = 10'000'000;
 constexpr std::int64_t max_peer_id = 16383;  // proxy.peer_id and [[peer]] id: 14 bits of the cancel key
 
 constexpr std::string_view tcp_why =
-    "pgwarden uses the system's TCP settings (sysctl net.ipv4.tcp_*); not configurable";
+    "pgwarden keeps TCP keepalive on for every socket, with the system's TCP settings (sysctl "
+    "net.ipv4.tcp_*); "
+    "not configurable";
 constexpr std::string_view dns_why =
     "pgwarden resolves a host name again for every new server connection with the system resolver, without a "
     "cache of its own";

@@ -53,16 +53,40 @@ Pool::Pool(PoolManager& manager, std::string database, std::string user, PoolLim
       core_(limits, manager.workers(), slots),
       counters_(manager.workers()) {}
 
+namespace {
+
+// Whether connections opened with `a` reach the server `b` names, as `b` would reach it.
+bool same_server(const ConnectRequest& a, const ConnectRequest& b) {
+  const auto& p = a.policy;
+  const auto& q = b.policy;
+  return a.host == b.host && a.port == b.port && a.startup == b.startup &&
+         (a.tls_context == nullptr) == (b.tls_context == nullptr) &&
+         p.send_ssl_request == q.send_ssl_request && p.tls_required == q.tls_required &&
+         p.try_plain_first == q.try_plain_first && p.verify_chain == q.verify_chain &&
+         p.verify_host == q.verify_host;
+}
+
+}  // namespace
+
 void Pool::set_connect_request(ConnectRequest request) {
-  std::lock_guard lock(mutex_);
-  // A client that logged in without handing us a secret (cert, trust) keeps what an earlier one taught us.
-  auto& c = request.credentials;
-  if (!c.password && !c.md5_secret && !c.scram_keys) {
-    c.password = request_.credentials.password;
-    c.md5_secret = request_.credentials.md5_secret;
-    c.scram_keys = request_.credentials.scram_keys;
+  std::vector<std::shared_ptr<ServerConnection>> to_close;
+  {
+    std::lock_guard lock(mutex_);
+    // A client that logged in without handing us a secret (cert, trust) keeps what an earlier one taught us.
+    auto& c = request.credentials;
+    if (!c.password && !c.md5_secret && !c.scram_keys) {
+      c.password = request_.credentials.password;
+      c.md5_secret = request_.credentials.md5_secret;
+      c.scram_keys = request_.credentials.scram_keys;
+    }
+    const bool moved = !same_server(request_, request);
+    request_ = std::move(request);
+    if (moved) {
+      ++generation_;
+      to_close = trim_locked(core_.active() + core_.connecting());
+    }
   }
-  request_ = std::move(request);
+  close_trimmed(std::move(to_close));
 }
 
 void Pool::set_limits(PoolLimits limits) {
@@ -70,14 +94,26 @@ void Pool::set_limits(PoolLimits limits) {
   {
     std::lock_guard lock(mutex_);
     core_.set_limits(limits);
-    to_close = core_.trim(core_.cap());
-    unsigned n = core_.replan(Clock::now());
-    for (unsigned i = 0; i < n; ++i)
-      launch_locked(1, (next_worker_++) % manager_.workers());
+    to_close = trim_locked(core_.cap());
   }
-  for (auto& c : to_close)
+  close_trimmed(std::move(to_close));
+}
+
+std::vector<std::shared_ptr<ServerConnection>> Pool::trim_locked(unsigned keep_at_most) {
+  auto idle = core_.trim(keep_at_most);
+  spread_launches_locked(core_.replan(Clock::now()));  // what waiters still need, in place of what went
+  return idle;
+}
+
+void Pool::close_trimmed(std::vector<std::shared_ptr<ServerConnection>> connections) {
+  for (auto& c : connections)
     close_later(std::move(c));
-  if (!to_close.empty()) manager_.slot_freed(database_, user_, this);
+  if (!connections.empty()) manager_.slot_freed(database_, user_, this);
+}
+
+void Pool::spread_launches_locked(unsigned count) {
+  for (unsigned i = 0; i < count; ++i)
+    launch_locked(1, (next_worker_++) % manager_.workers());
 }
 
 PoolLimits Pool::limits() const {
@@ -119,7 +155,7 @@ void Pool::deliver_locked(WaiterId id, AcquireResult result) {
     // Nobody is there any more (cancelled in the meantime): an unused connection goes back.
     if (result.connection) {
       auto conn = std::move(result.connection);
-      auto r = core_.release(conn, conn->created, 0, true, Clock::now());
+      auto r = core_.release(conn, conn->created, 0, conn->generation == generation_, Clock::now());
       if (r.grant)
         deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});
       if (r.close) close_later(std::move(*r.close));
@@ -155,16 +191,23 @@ void Pool::launch_locked(unsigned count, std::size_t worker) {
 asio::awaitable<void> Pool::run_connect(std::size_t worker) {
   auto self = shared_from_this();
   ConnectRequest req;
+  std::uint64_t generation = 0;
   {
     std::lock_guard lock(mutex_);
     req = request_;
+    generation = generation_;
   }
   auto result = co_await connect(manager_.executor(worker), req);
   std::shared_ptr<ServerConnection> to_close;
   {
     std::lock_guard lock(mutex_);
     auto now = Clock::now();
-    if (result.connection && !manager_.stopping()) {
+    if (generation != generation_ && !manager_.stopping()) {
+      // Towards the server the pool used before a reload: nobody gets it, and its failure fails nobody.
+      to_close = std::move(result.connection);
+      spread_launches_locked(core_.connect_abandoned(now));
+    } else if (result.connection && !manager_.stopping()) {
+      result.connection->generation = generation;
       auto grant = core_.connect_succeeded(result.connection, worker, now);
       if (grant)
         deliver_locked(grant->waiter, AcquireResult{AcquireResult::Status::ok, grant->handle, {}, {}});
@@ -172,7 +215,7 @@ asio::awaitable<void> Pool::run_connect(std::size_t worker) {
       to_close = std::move(result.connection);
       last_error_ = result.error.message;
       last_server_error_ = result.error.server_error;
-      auto failed = core_.connect_failed();
+      auto failed = core_.connect_failed(now, req.timeout);
       for (WaiterId id : failed.failed) {
         deliver_locked(
             id, AcquireResult{AcquireResult::Status::failed, nullptr, last_error_, last_server_error_});
@@ -180,7 +223,7 @@ asio::awaitable<void> Pool::run_connect(std::size_t worker) {
     }
   }
   close_later(std::move(to_close));
-  if (!result.connection) manager_.slot_freed(database_, user_, this);
+  if (!result.connection) manager_.slot_freed(database_, user_, this);  // failed, or abandoned
 }
 
 asio::awaitable<AcquireResult> Pool::acquire(std::size_t worker, asio::any_io_executor executor,
@@ -275,8 +318,8 @@ void Pool::release(std::shared_ptr<ServerConnection> connection, std::size_t wor
     connection->last_used = Clock::now();
     auto created = connection->created;
     // Bytes TLS read ahead and holds (an asynchronous notice) would reach the next client: never reused.
-    reusable =
-        reusable && !manager_.stopping() && !connection->stream.has_pending() && !connection->listening;
+    reusable = reusable && !manager_.stopping() && !connection->stream.has_pending() &&
+               !connection->listening && connection->generation == generation_;
     auto r = core_.release(std::move(connection), created, worker, reusable, Clock::now());
     if (r.grant)
       deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});
@@ -307,9 +350,7 @@ void Pool::tick(Clock::time_point now) {
     for (WaiterId id : t.expired)
       deliver_locked(id, AcquireResult{AcquireResult::Status::timeout, nullptr, {}, {}});
     to_close = std::move(t.close);
-    // Housekeeping connections (min_size, reserve) are spread over the workers.
-    for (unsigned i = 0; i < t.connects; ++i)
-      launch_locked(1, (next_worker_++) % manager_.workers());
+    spread_launches_locked(t.connects);  // housekeeping (min_size, reserve), spread over the workers
   }
   for (auto& c : to_close)
     close_later(std::move(c));
@@ -318,9 +359,7 @@ void Pool::tick(Clock::time_point now) {
 
 void Pool::replan() {
   std::lock_guard lock(mutex_);
-  unsigned n = core_.replan(Clock::now());
-  for (unsigned i = 0; i < n; ++i)
-    launch_locked(1, (next_worker_++) % manager_.workers());
+  spread_launches_locked(core_.replan(Clock::now()));
 }
 
 bool Pool::evict_one_idle() {

@@ -76,8 +76,8 @@ void Tracker::push(Request r, Answer a, std::uint64_t tag) {
   push_entry(Entry{r, a, 0, 0, tag});
 }
 
-void Tracker::push_synthetic(Request r, std::span<const std::uint8_t> answer) {
-  Entry e{r, Answer::synthetic, 0, 0, 0};
+void Tracker::push_synthetic(Request r, std::span<const std::uint8_t> answer, std::uint64_t tag) {
+  Entry e{r, Answer::synthetic, 0, 0, tag};
   e.bytes_at = store(answer);
   e.bytes_len = static_cast<std::uint32_t>(answer.size());
   push_entry(e);

@@ -564,7 +564,7 @@ asio::awaitable<void> ClientSession::admin_loop() {
       co_return;
     }
     admin_idle_ = true;
-    FrameResult fr = co_await read_login_message();
+    FrameResult fr = co_await read_login_message(rt_->config->proxy.max_packet_size);
     admin_idle_ = false;
     if (fr.status == FrameStatus::error) {
       if (fr.error != Error::truncated) {

@@ -271,9 +271,9 @@ void ClientSession::send_fatal_best_effort(std::string_view sqlstate, std::strin
   encode::error_response(e, Notice{"FATAL", sqlstate, message, detail, {}});
   client_.try_write_all(bytes);
 }
-asio::awaitable<protocol::FrameResult> ClientSession::read_login_message() {
+asio::awaitable<protocol::FrameResult> ClientSession::read_login_message(std::uint32_t max) {
   for (;;) {
-    FrameResult fr = parse_frame(client_in_.readable(), max_login_message);
+    FrameResult fr = parse_frame(client_in_.readable(), max);
     if (fr.status != FrameStatus::need_more) co_return fr;
     client_in_.reserve(std::max<std::size_t>(fr.needed, 512));
     auto [ec, n] = co_await client_.read_some(client_in_.writable());
@@ -780,7 +780,7 @@ asio::awaitable<bool> ClientSession::run_auth_exchange(config::AuthMethod method
       out_.clear();
     }
     if (auth.status() != ClientAuth::Status::in_progress) break;
-    FrameResult fr = co_await read_login_message();
+    FrameResult fr = co_await read_login_message(max_login_message);
     if (fr.status == FrameStatus::error) {
       if (fr.error == Error::truncated) {
         log_.debug("client left during authentication");
@@ -1082,7 +1082,9 @@ void ClientSession::force_close() {
 }
 
 void ClientSession::check_timeouts(pool::Clock::time_point now) {
-  auto idle_for = now - last_activity_;
+  // Idle since the client's last bytes or the server's last ReadyForQuery to it, whichever came later: a
+  // statement that ran for a minute leaves its client idle from the moment its answer came.
+  auto idle_for = now - std::max(last_activity_, last_ready_);
   // Busy clients keep OpenSSL's record buffers; one idle for a second gives them back (see relay()), and so
   // does, every second, a client still logging in (which may stall there for client_login_timeout) or on the
   // admin console.
@@ -1283,6 +1285,12 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   auto r = co_await acquire_server();
   switch (r.status) {
     case pool::AcquireResult::Status::ok:
+      if (client_.peer_shut_down()) {
+        // Gone while it waited: what it asked must not run now that nobody is there for the answer (it
+        // may have given up and retried elsewhere). Nothing was sent: the connection goes back clean.
+        pool_->release(std::move(r.connection), worker_.index(), true);
+        co_return SessionEnd::client_closed;
+      }
       break;
     case pool::AcquireResult::Status::timeout:
       co_return SessionEnd::query_wait_timeout;
@@ -1355,6 +1363,16 @@ void ClientSession::emit_replaced() {
   server_out_.insert(server_out_.end(), data.begin() + static_cast<std::ptrdiff_t>(range_start_),
                      data.begin() + static_cast<std::ptrdiff_t>(range_end_));
   rewriting_ = true;
+}
+
+void ClientSession::forget_failed_parse(std::uint64_t tag) {
+  auto it = std::find_if(pending_parses_.begin(), pending_parses_.end(),
+                         [&](const PendingParse& p) { return p.tag == tag; });
+  if (it == pending_parses_.end())
+    return;  // pgwarden's own Parse (before a Bind), not a name of the client's
+  if (const auto* st = statements_.find(it->name); st != nullptr && st->key.tag() == tag)
+    statements_.remove(it->name);
+  pending_parses_.erase(it);
 }
 
 void ClientSession::ensure_prepared(const pool::PreparedStatement& statement) {
@@ -1466,10 +1484,11 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         return true;
       }
       if (audit_) audit_->on_parse(p.statement, p.query);
+      pending_parses_.push_back({std::string(p.statement), statement->key.tag()});
       auto& conn = *server_conn_;
       if (conn.statements.touch(statement->key)) {
         // Already prepared on this server connection (by this client or another): pgwarden answers.
-        t.push_synthetic(Request::parse, parse_complete_message);
+        t.push_synthetic(Request::parse, parse_complete_message, statement->key.tag());
         emit_replaced();
         return true;
       }
@@ -1592,23 +1611,29 @@ bool ClientSession::rewrite_deallocate(std::string_view sql, Request request) {
   if (!rename_statements_ || name.empty()) return false;
   const pool::PreparedStatement* statement = statements_.find(name);
   if (statement == nullptr) return false;  // a PREPARE'd SQL statement: the server's business
-  if (request == Request::parse || server_conn_->tracker.sync_owed()) {
-    // In the extended protocol, or while the client's own extended-protocol messages still await their Sync
-    // (a Sync of pgwarden's would commit them out of the client's sight), the Parse goes as for a Bind: its
-    // error, if any, is the client's.
-    ensure_prepared(*statement);
-  } else if (!server_conn_->statements.touch(statement->key)) {
-    // A Parse ahead of a simple Query gets a Sync of its own: after an error the server would otherwise
-    // discard the Query too, and the client would wait for a ReadyForQuery that never comes. Its failure
-    // (an aborted transaction) is not shown: the DEALLOCATE then fails with the server's own error.
-    prepare_on_server(*statement, Answer::quiet);
-    Encoder e(server_out_);
-    encode::sync(e);
-    server_conn_->tracker.push(Request::sync, Answer::quiet);
-  }
   emit_replaced();
-  std::string server_sql = "DEALLOCATE " + statement->server_name;
   Encoder e(server_out_);
+  auto& tracker = server_conn_->tracker;
+  if (!server_conn_->statements.touch(statement->key)) {
+    // Not on this connection: a stand-in under pgwarden's name (an empty SELECT), not the client's text,
+    // which may fail now (a table dropped since) and abort the client's transaction for a statement it throws
+    // away. Ahead of a simple Query it gets a Sync of its own (after an error the server would discard the
+    // Query too) and its failure, an aborted transaction, is not shown: the DEALLOCATE then fails with the
+    // server's own error. In the extended protocol, or while the client's own extended-protocol messages
+    // still await their Sync (a Sync of pgwarden's would commit them out of the client's sight), it goes as
+    // for a Bind.
+    const bool own_sync = request == Request::query && !tracker.sync_owed();
+    const Answer answer = own_sync ? Answer::quiet : Answer::hidden;
+    encode::close(e, 'S', statement->server_name);
+    tracker.push(Request::close, answer);
+    encode::parse(e, statement->server_name, "SELECT", {}, 0);
+    tracker.push(Request::parse, answer);
+    if (own_sync) {
+      encode::sync(e);
+      tracker.push(Request::sync, Answer::quiet);
+    }
+  }
+  std::string server_sql = "DEALLOCATE " + statement->server_name;
   if (request == Request::query) {
     encode::query(e, server_sql);
   } else {
@@ -1955,8 +1980,10 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
           stop = SessionEnd::server_protocol_violation;
           break;
         }
-        for (auto tag : failed_tags_)
+        for (auto tag : failed_tags_) {
           conn->statements.remove_tag(tag);
+          forget_failed_parse(tag);
+        }
         failed_tags_.clear();
         if (type == backend::notification_response && mode_ != config::PoolMode::session) {
           // A LISTEN got past the refusal (run by a function or a DO block): the notification may be for a
@@ -1989,6 +2016,13 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         } else if (type == backend::command_complete) {
           backend::CommandComplete cc;
           if (decode(body, cc) == Error::none) {
+            if (cc.tag == "SET" || cc.tag == "RESET") {
+              // A RESET ALL took back the startup options pgwarden applied (or a SET changed one): what the
+              // connection holds is unknown now, so the next attach sets or resets each of them again.
+              for (auto& a : conn->applied)
+                a.second.assign(1, '\0');  // equal to no setting's value
+              if (!conn->applied.empty()) conn->settings_key.clear();
+            }
             if (cc.tag == "DISCARD ALL" || cc.tag == "DEALLOCATE ALL") {
               // Gone on the server for everyone; the client that asked loses its names too, as it would
               // directly.
@@ -2036,6 +2070,7 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
           scratch_.insert(scratch_.end(), due_.begin(), due_.end());
           due_.clear();
         }
+        if (tracker.idle()) pending_parses_.clear();  // every Parse still listed succeeded
       }
       std::span<const std::uint8_t> out =
           copying ? std::span<const std::uint8_t>(scratch_) : data.subspan(seg_start, seg_end - seg_start);
@@ -2119,6 +2154,7 @@ void ClientSession::count_ready(Bytes body, bool nothing_pending) {
     return static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(now - since).count());
   };
+  last_ready_ = now;
   counters_->add(PoolCounter::query_count, 1);
   counters_->add(PoolCounter::query_time_us, us(query_started_));
   query_started_ = nothing_pending ? pool::Clock::time_point{} : now;
@@ -2220,7 +2256,12 @@ asio::awaitable<void> ClientSession::finish(SessionEnd end) {
           broken = true;
         } else {
           std::string error = co_await settle(conn, broken);
-          if (!error.empty()) log_.warn("cleaning the server connection failed: {}", error);
+          if (!error.empty()) {
+            // What the client left (a SET, a temp table, a prepared statement) is still there: closed, not
+            // handed to the next client.
+            log_.warn("cleaning the server connection failed, closing it: {}", error);
+            broken = true;
+          }
         }
       }
       if (broken) {

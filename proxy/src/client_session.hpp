@@ -7,6 +7,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <deque>
 #include <list>
 #include <memory>
 #include <optional>
@@ -136,6 +137,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void emit_wire(protocol::Bytes wire);
   void emit_replaced();  // the current message is not forwarded as is
   void ensure_prepared(const pool::PreparedStatement& statement);
+  void forget_failed_parse(std::uint64_t tag);
   // The client sends faster than it reads: see max_pending_requests.
   bool backlogged() const noexcept;
   // The access rule's clientcert holds for this connection's certificate.
@@ -155,7 +157,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Reads one startup-family packet (bounded by 10000 bytes) into client_in_.
   asio::awaitable<protocol::FrameResult> read_startup_packet();
   // Reads one typed message during login (bounded by max_login_message).
-  asio::awaitable<protocol::FrameResult> read_login_message();
+  // One whole message of at most `max` bytes (login messages are tiny; the console's commands get
+  // proxy.max_packet_size).
+  asio::awaitable<protocol::FrameResult> read_login_message(std::uint32_t max);
   asio::awaitable<bool> write_client(std::span<const std::uint8_t> bytes);
   // Sends a FATAL ErrorResponse made by pgwarden and returns false (the session ends).
   asio::awaitable<bool> refuse(std::string_view sqlstate, std::string message, std::string detail = {},
@@ -232,6 +236,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<std::uint8_t> outbox_;  // client-bound bytes waiting for the writer
   std::vector<std::uint8_t> due_;
   std::vector<std::uint64_t> failed_tags_;
+  // The client's named Parses whose answer has not come yet (their statement's tag): one that fails, or that
+  // the server skips after an earlier error, leaves the name free again, as PostgreSQL does. Cleared whenever
+  // the connection owes nothing (they all succeeded); at most one per pending request.
+  struct PendingParse {
+    std::string name;
+    std::uint64_t tag = 0;
+  };
+  std::deque<PendingParse> pending_parses_;
   std::vector<std::uint8_t> scratch_;
   bool client_writing_ = false;
   bool frontend_writing_ = false;
@@ -248,7 +260,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool backend_stopping_ = false;
   std::unique_ptr<LoginState> login_;  // null once logged in
   bool in_relay_ = false;
-  pool::Clock::time_point last_activity_ = pool::Clock::now();
+  pool::Clock::time_point last_activity_ = pool::Clock::now();  // the client's last bytes
+  pool::Clock::time_point last_ready_{};                        // the last ReadyForQuery sent to it
   std::string violation_;
   std::string end_detail_;
 

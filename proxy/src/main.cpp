@@ -3,8 +3,12 @@
 
 #include <boost/program_options.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <array>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -241,6 +245,18 @@ int import_pgbouncer(int argc, char** argv) {
   }
 }
 
+// Why the audit log's file could not be opened for appending, or "" (checked without creating it).
+std::string audit_log_unwritable(const config::AuditSettings& a) {
+  if (!a.enabled || !a.has_sink(config::AuditSink::file)) return {};
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(a.path, ec);
+  const std::filesystem::path target = exists ? a.path : a.path.parent_path();
+  if (::access(target.c_str(), exists ? W_OK : W_OK | X_OK) != 0)
+    return "cannot write the audit log " + a.path.string() + ": " + target.string() + ": " +
+           std::strerror(errno);
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -258,7 +274,11 @@ int main(int argc, char** argv) {
       "help,h", "print this help");
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+    auto parsed = po::command_line_parser(argc, argv).options(opts).run();
+    // "pgwarden --config F check" must not start a server that was asked to check.
+    if (auto extra = po::collect_unrecognized(parsed.options, po::include_positional); !extra.empty())
+      throw po::error("unexpected argument '" + extra.front() + "'");
+    po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::cerr << "pgwarden: " << e.what() << "\n\n" << usage_text;
@@ -288,6 +308,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error code, not a signal
+  // A SIGHUP before the server's handler is in place (above all while a rolling restart waits for the
+  // previous process) would end this process, which may already hold every listener: it stays pending, and
+  // the server takes it as a reload once it runs (Server::run unblocks it).
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hup, nullptr);
   log::setup(runtime->config->log);
   try {
     handover::Taken taken;
@@ -295,6 +322,12 @@ int main(int argc, char** argv) {
     if (vm.count("takeover")) {
       if (px.handover_socket.empty()) {
         spdlog::critical("--takeover needs proxy.handover_socket in {}", path);
+        return 1;
+      }
+      // What can still fail once the previous process has handed over its listeners and exited would leave
+      // nobody serving: checked before asking for them.
+      if (auto why = audit_log_unwritable(runtime->config->audit); !why.empty()) {
+        spdlog::critical("not taking over: {}", why);
         return 1;
       }
       spdlog::info("rolling restart: taking over from the pgwarden at {}", px.handover_socket.string());

@@ -179,6 +179,29 @@ void Server::bind_listeners(const config::Config& cfg) {
       acceptors_.push_back(std::move(acceptor));
     }
     inherited_listeners_.clear();
+    // The listeners are the previous process's: a proxy.listen changed since is not applied (say so). A host
+    // name matches any address on its port.
+    std::vector<asio::ip::tcp::endpoint> taken;
+    for (const auto& a : acceptors_) {
+      boost::system::error_code ec;
+      taken.push_back(a->local_endpoint(ec));
+    }
+    auto matches = [](const config::ListenAddress& l, const asio::ip::tcp::endpoint& e) {
+      boost::system::error_code ec;
+      auto address = asio::ip::make_address(l.host, ec);
+      return l.port == e.port() && (ec || address == e.address());
+    };
+    bool same = true;
+    for (const auto& l : cfg.proxy.listen)
+      same = same && std::any_of(taken.begin(), taken.end(), [&](const auto& e) { return matches(l, e); });
+    for (const auto& e : taken)
+      same = same && std::any_of(cfg.proxy.listen.begin(), cfg.proxy.listen.end(),
+                                 [&](const auto& l) { return matches(l, e); });
+    if (!same) {
+      spdlog::warn(
+          "rolling restart: serving on the listeners taken over; proxy.listen differs from them and takes "
+          "effect only after a restart without --takeover");
+    }
     return;
   }
   for (const auto& l : cfg.proxy.listen) {
@@ -268,6 +291,10 @@ int Server::run() {
     });
   };
   wait_signal(wait_signal);
+  sigset_t hup;  // blocked by main() until now; one that came meanwhile is delivered here, as a reload
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_UNBLOCK, &hup, nullptr);
   spdlog::info("pgwarden {} started with {} worker threads", PGW_VERSION, workers_.size());
   // The listeners are bound and listening: connections made from now on wait in the backlog until the
   // workers start a few lines below, so systemd may start the units ordered after this one.

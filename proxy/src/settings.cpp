@@ -5,9 +5,15 @@ namespace pgw::proxy {
 
 namespace {
 
-constexpr std::string_view reported[] = {
-    "client_encoding", "DateStyle", "IntervalStyle", "TimeZone", "standard_conforming_strings",
-    "application_name"};
+// The SPEC's list, and default_transaction_read_only, which PostgreSQL 14 and later report too: one client's
+// SET of it would otherwise make the next client's writes fail.
+constexpr std::string_view reported[] = {"client_encoding",
+                                         "DateStyle",
+                                         "IntervalStyle",
+                                         "TimeZone",
+                                         "standard_conforming_strings",
+                                         "application_name",
+                                         "default_transaction_read_only"};
 
 // One -c switch body "name=value" into a setting.
 bool add_switch(std::string_view body, SettingList& out, std::string& error) {

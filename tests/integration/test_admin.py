@@ -373,3 +373,16 @@ def test_metrics_endpoint_reports_the_load(env, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
     assert e.value.code == 404
+
+
+def test_a_long_console_command_gets_an_answer_not_a_closed_connection(env):
+    # The console took commands of at most the login messages' 10 kB: a longer one closed the connection with
+    # no error. It reads messages up to proxy.max_packet_size, as a client's.
+    pgw = start(env)
+    admin = admin_connect(env, pgw)
+    long_name = "x" * 20000
+    with pytest.raises(psycopg2.Error) as exc:
+        command(admin, f"SHOW {long_name}")
+    assert exc.value.pgcode is not None, exc.value  # an ErrorResponse, not a lost connection
+    assert show(admin, "VERSION")  # and the console goes on
+    admin.close()

@@ -123,3 +123,13 @@ pool_mode = "statment"
     assert r.returncode == 1
     assert f"{cfg}:10:1: min_size (6) exceeds default_size (5)" in r.stderr
     assert f"{cfg}:13:13: database.pool_mode: invalid value \"statment\"" in r.stderr
+
+
+def test_a_stray_argument_is_refused_not_ignored(tmp_path, certs):
+    # "pgwarden --config F check" (a forgotten "--") must not start a server that was asked to check.
+    cfg = tmp_path / "any.toml"
+    cfg.write_text("")
+    for args in (["--config", str(cfg), "check"], ["check", "--config", str(cfg)],
+                 ["--config", str(cfg), "--check", "x"]):
+        r = harness.run([str(harness.PGWARDEN), *args], timeout=30)
+        assert r.returncode == 2 and "unexpected argument" in r.stderr, (args, r.stdout, r.stderr)

@@ -1,4 +1,5 @@
 """Pooling against a real PostgreSQL 15: transaction, session and statement modes, limits, timeouts, faults."""
+import concurrent.futures
 import os
 import signal
 import socket
@@ -199,6 +200,50 @@ def test_session_mode_runs_the_reset_query_between_clients(env):
         second.close()
 
 
+def test_session_mode_closes_a_connection_whose_reset_query_failed(env):
+    # The client's own statement_timeout cancels the reset (DISCARD ALL): the next client must not inherit the
+    # search_path and the timeout it left behind.
+    pgw = env.start(pool={"mode": "session", "default_size": 1,
+                          "server_reset_query": "SELECT pg_sleep(0.2); DISCARD ALL"})
+    first = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+    first.execute("SET search_path = evil, public")
+    first.execute("SET statement_timeout = 50")
+    first.close()
+    wait_until(lambda: "cleaning the server connection failed" in pgw.log(), 10, "the reset to fail")
+    second = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        assert second.execute("SELECT pg_backend_pid()").fetchone()[0] != pid, "a new server connection"
+        assert second.execute("SHOW search_path").fetchone()[0] == '"$user", public'
+        assert second.execute("SHOW statement_timeout").fetchone()[0] == "0"
+    finally:
+        second.close()
+
+
+def test_startup_options_come_back_after_a_reset_all_and_read_only_does_not_leak(env):
+    # asyncpg's pool resets with RESET ALL; both clients asked for search_path at startup and share one server
+    # connection with equal settings: after the first one's RESET ALL, the next transaction of either one runs
+    # with its search_path again. A client's SET default_transaction_read_only stays its own.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    opts = "-c search_path=tenant_a,public"
+    first = psycopg.connect(env.via(pgw, options=opts.replace(" ", "\\ ")), password="alice-pw", autocommit=True)
+    second = psycopg.connect(env.via(pgw, options=opts.replace(" ", "\\ ")), password="alice-pw", autocommit=True)
+    plain = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        assert first.execute("SHOW search_path").fetchone()[0] == "tenant_a,public"
+        first.execute("RESET ALL")
+        assert second.execute("SHOW search_path").fetchone()[0] == "tenant_a,public"
+        assert first.execute("SHOW search_path").fetchone()[0] == "tenant_a,public"
+        first.execute("SET default_transaction_read_only = on")
+        assert plain.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        assert plain.execute("SHOW search_path").fetchone()[0] == '"$user", public'
+        assert first.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+    finally:
+        first.close()
+        second.close()
+        plain.close()
+
+
 def test_statement_mode(env):
     pgw = env.start(pool={"mode": "statement", "default_size": 1})
     c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
@@ -395,6 +440,83 @@ def test_idle_transaction_timeout_rolls_back(env):
     d = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
     assert d.execute("SELECT now() = statement_timestamp()").fetchone()[0] is True
     d.close()
+
+
+def test_idle_timeouts_count_from_the_answer_not_from_the_question(env):
+    # A statement that runs longer than the timeouts leaves its client idle only once its answer came: the
+    # client that goes on a second later is not idle, in a transaction or out of one.
+    pgw = env.start(pool={"mode": "transaction", "default_size": 2, "idle_transaction_timeout": "2s",
+                          "client_idle_timeout": "2s"})
+
+    def long_statement_then_more(autocommit):
+        c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=autocommit)
+        try:
+            c.execute("SELECT pg_sleep(3)")
+            time.sleep(1.2)  # the janitor looks every second: at least once a second after the answer
+            return c.execute("SELECT 'still here'").fetchone()[0]
+        finally:
+            c.close()
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        in_tx = ex.submit(long_statement_then_more, False)
+        outside = ex.submit(long_statement_then_more, True)
+        assert in_tx.result(timeout=30) == "still here"
+        assert outside.result(timeout=30) == "still here"
+
+
+def test_a_client_that_leaves_while_waiting_for_a_connection_runs_nothing(env):
+    # Its INSERT waits for the pool's one connection; the client gives up and closes. When the connection
+    # frees up, the INSERT must not run for nobody (a client that retried elsewhere would see it twice).
+    fresh_table(env.cluster, "left_waiting")
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1})
+    w = harness.tls_login(pgw.port, env.certs.ca_crt, "alice", "alice-pw", "app")  # a login needs it too
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")  # holds the only connection in its transaction
+    w.send(harness.query_message("INSERT INTO left_waiting VALUES (99)"))
+    time.sleep(0.3)  # queued behind the holder
+    w.close()
+    time.sleep(0.3)
+    holder.commit()
+    holder.close()
+    env.assert_serves(pgw)
+    assert env.cluster.sql("SELECT count(*) FROM left_waiting", db="app") == "0"
+
+
+def keepalive_timers(pid):
+    """{(local port, remote port): timer kind} of the process's TCP sockets, from /proc/net/tcp (2 = keepalive)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    timers = {}
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[9] in inodes and f[3] == "01":  # ESTABLISHED
+            timers[(int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16))] = int(f[5].split(":")[0])
+    return timers
+
+
+def test_client_and_server_sockets_keep_tcp_keepalive_on(env):
+    # A peer that vanished without a FIN (host powered off) is only ever found by keepalive: an idle
+    # established socket with SO_KEEPALIVE has the kernel's keepalive timer running.
+    pgw = env.start(pool={"mode": "session", "default_size": 1})
+    c = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        c.execute("SELECT 1")
+
+        def both_keepalive():  # once idle: right after a write the retransmission timer shows instead
+            timers = keepalive_timers(pgw.proc.pid)
+            client_side = [t for (local, _), t in timers.items() if local == pgw.port]
+            server_side = [t for (_, remote), t in timers.items() if remote == env.cluster.port]
+            return client_side == [2] and server_side == [2]
+
+        wait_until(both_keepalive, 5, "keepalive timers on the client and the server socket")
+    finally:
+        c.close()
 
 
 def test_killed_client_mid_transaction_leaves_nothing_behind(env, tmp_path):

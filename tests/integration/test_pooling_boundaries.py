@@ -186,6 +186,26 @@ def test_deallocate_of_a_statement_whose_parse_fails(env):
     assert types(select_42(pgw, env)) == "TDCZ"
 
 
+def test_deallocate_of_a_statement_that_no_longer_prepares_keeps_the_transaction(env):
+    # psycopg 3 drops a statement from its cache with DEALLOCATE inside the client's transaction. This connection
+    # lacks the statement and its text no longer prepares (its table is gone): the DEALLOCATE succeeds, as it
+    # would directly, and the transaction, with its INSERT, commits.
+    fresh_table(env, "dealloc_keep")
+    env.cluster.sql("DROP TABLE IF EXISTS dealloc_gone; CREATE TABLE dealloc_gone (x int); "
+                    "ALTER TABLE dealloc_gone OWNER TO alice", db="app")
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(parse("s1", "SELECT * FROM dealloc_gone") + SYNC)  # answered by pgwarden: no server connection yet
+    assert types(until_ready(a)) == "1Z"
+    env.cluster.sql("DROP TABLE dealloc_gone", db="app")
+    for sql in ("BEGIN", "INSERT INTO dealloc_keep VALUES (1)", "DEALLOCATE s1", "COMMIT"):
+        a.send(query(sql))
+        got = until_ready(a)
+        assert errors(got) == [] and got[-1][0] == b"Z", (sql, got)
+    a.close()
+    assert count(env, "dealloc_keep") == 1
+
+
 def test_statement_cache_survives_a_failed_deallocate(env):
     # The DEALLOCATE fails in an aborted transaction, so the server keeps pgwarden's statement although the
     # connection's cache let it go: preparing it again must still work, for every client.
@@ -268,4 +288,30 @@ def test_a_flood_behind_unflushed_requests_is_flushed_not_stuck(env):
     got = until_ready(a, timeout=30)
     assert types(got) == "12C" + "3" * closes + "Z"
     assert count(env, "flood") == 1
+    a.close()
+
+
+def test_a_named_parse_that_failed_or_was_skipped_leaves_its_name_free(env):
+    # node-postgres and PQprepare reuse a fixed name: after a Parse that failed (a missing table, a syntax error)
+    # or that the server skipped (an earlier error in the pipeline), PostgreSQL has no such statement and a new
+    # Parse of the name succeeds. It must through pgwarden too, not fail with 42P05 for ever.
+    pgw = start(env)
+    a = login(pgw, env)
+    a.send(query("BEGIN"))  # attached: the Parse goes to the server (alone, pgwarden would answer it itself)
+    until_ready(a)
+    a.send(parse("fixed", "SELECT * FROM no_such_table_yet") + SYNC)
+    got = until_ready(a)
+    assert [e["C"] for e in errors(got)] == ["42P01"], got
+    a.send(query("ROLLBACK"))
+    until_ready(a)
+    a.send(parse("skipped", "SELECT 1/0") + bind("", "skipped") + execute() +
+           parse("after", "SELECT 'after'") + SYNC)
+    got = until_ready(a)
+    assert [e["C"] for e in errors(got)] == ["22012"], got  # "after" was never parsed by the server
+    a.send(parse("fixed", "SELECT 'fixed now'") + bind("", "fixed") + execute() +
+           parse("after", "SELECT 'after now'") + bind("", "after") + execute() + SYNC)
+    got = until_ready(a)
+    assert errors(got) == [], got
+    rows = [b for t, b in got if t == b"D"]
+    assert len(rows) == 2 and b"fixed now" in rows[0] and b"after now" in rows[1], got
     a.close()

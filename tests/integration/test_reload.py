@@ -92,3 +92,45 @@ def test_pool_sizes_and_certificates_change_under_pgbench_without_a_failed_trans
     assert processed > 100 and (failed is None or int(failed.group(1)) == 0), out
     assert "error" not in err.lower(), err
     env.assert_serves(pgw)
+
+
+def test_a_reload_that_points_a_database_elsewhere_retires_its_server_connections(env, reload_db):
+    """After a failover the operator points the database at the new server and reloads: no client may land on a
+    connection to the old one, idle or released later (a client mid-transaction finishes it where it began)."""
+    import psycopg
+    pgw = env.start(pool={"mode": "transaction", "default_size": 4})
+
+    def current_database(conn):
+        return conn.execute("SELECT current_database()").fetchone()[0]
+
+    def backend(conn):
+        return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+    busy = psycopg.connect(env.via(pgw), password="alice-pw")  # not autocommit: stays in its transaction
+    other = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        assert current_database(busy) == "app"
+        assert current_database(other) == "app"  # leaves an idle connection to "app" in the pool
+        old_backends = {backend(busy), backend(other)}
+        assert len(old_backends) == 2
+        text = pgw.config_path.read_text()
+        assert f"port = {env.cluster.port}" in text
+        pgw.config_path.write_text(text.replace(f"port = {env.cluster.port}",
+                                                f"port = {env.cluster.port}\ndbname = \"{reload_db}\"", 1))
+        pgw.signal(signal.SIGHUP)
+        wait_until(lambda: "new connections use it" in pgw.log(), 10, "the reload")
+        assert current_database(other) == reload_db
+        fresh = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+        assert current_database(fresh) == reload_db
+        fresh.close()
+        assert current_database(busy) == "app"  # the transaction goes on where it began
+        busy.commit()
+        assert current_database(busy) == reload_db
+        busy.commit()
+        pids = ",".join(str(p) for p in old_backends)
+        wait_until(lambda: env.cluster.sql(f"SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids})") == "0",
+                   10, "the connections to the old database to close")
+    finally:
+        busy.close()
+        other.close()
+    env.assert_serves(pgw)

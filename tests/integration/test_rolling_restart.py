@@ -6,6 +6,7 @@ import json
 import struct
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -134,3 +135,50 @@ def test_a_cancel_sent_during_the_drain_reaches_the_old_process(env, tmp_path):
             new.terminate()
             new.wait(30)
         new_log.close()
+
+
+def test_a_sighup_during_the_takeover_is_a_reload_not_an_outage(env, tmp_path):
+    """The new process holds every listener while it waits for the old one to drain: a SIGHUP then (a reload sent
+    to every pgwarden) must not end it."""
+    handover = tmp_path / "handover.sock"
+    old = env.start(proxy={"workers": 2, "handover_socket": str(handover), "shutdown_timeout": "30s"},
+                    pool={"mode": "transaction", "default_size": 4})
+    holder = harness.tls_login(old.port, env.certs.ca_crt, "alice", "alice-pw", "app")
+    holder.send(harness.query_message("BEGIN"))  # keeps the old process draining until it commits
+    holder.until_ready()
+    new_log_path = tmp_path / "new.log"
+    new_log = open(new_log_path, "ab")
+    new = subprocess.Popen([str(harness.PGWARDEN), "--config", str(old.config_path), "--takeover"],
+                           stdout=new_log, stderr=subprocess.STDOUT)
+    try:
+        harness.wait_until(lambda: "listeners handed to the new process" in old.log(), 10, "the handover")
+        new.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert new.poll() is None, new_log_path.read_text()
+        holder.send(harness.query_message("COMMIT"))
+        holder.until_ready()
+        holder.close()
+        assert old.proc.wait(30) == 0
+        r = harness.psql(env.via(old), "SELECT 6 * 7", password="alice-pw")
+        assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr + new_log_path.read_text()
+        harness.wait_until(lambda: "new connections use it" in new_log_path.read_text(), 10,
+                           "the SIGHUP taken as a reload once the new process serves")
+    finally:
+        if new.poll() is None:
+            new.terminate()
+            new.wait(30)
+        new_log.close()
+
+
+def test_no_takeover_when_the_audit_log_could_not_be_opened_after_it(env, tmp_path):
+    """Once the old process has handed over and exited nothing else serves: what would fail after the handover
+    (here an audit directory that does not exist) is checked before asking for the listeners."""
+    handover = tmp_path / "handover.sock"
+    old = env.start(proxy={"workers": 2, "handover_socket": str(handover)}, pool={"mode": "transaction"})
+    config = tmp_path / "new.toml"
+    config.write_text(old.config_path.read_text() +
+                      f'\n[audit]\nenabled = true\npath = "{tmp_path}/missing-dir/audit.jsonl"\n')
+    r = harness.run([str(harness.PGWARDEN), "--config", str(config), "--takeover"], timeout=30)
+    assert r.returncode == 1 and "not taking over" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert old.proc.poll() is None
+    env.assert_serves(old)

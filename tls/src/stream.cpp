@@ -1,6 +1,8 @@
 // Reactor-style reads and writes: try the non-blocking call first, wait for readiness only on would-block.
 #include "pgw/tls/stream.hpp"
 
+#include <poll.h>
+
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
@@ -93,6 +95,9 @@ Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
   error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(tcp::no_delay(true), ec);
+  // A peer that vanished without a FIN or RST (a host powered off, a partition) is found by the kernel's
+  // keepalive (sysctl net.ipv4.tcp_keepalive_*) instead of holding a session, and its locks, for ever.
+  socket_.set_option(asio::socket_base::keep_alive(true), ec);
 }
 
 Stream::~Stream() {
@@ -305,6 +310,12 @@ void Stream::close() noexcept {
   error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
+}
+
+bool Stream::peer_shut_down() noexcept {
+  if (!socket_.is_open()) return true;
+  pollfd p{socket_.native_handle(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 void Stream::rebind(const asio::any_io_executor& executor) {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,6 +87,22 @@ TEST(ConfigDiagnostics, TomlSyntaxErrorHasItsPosition) {
 
 // --- unknown sections and keys
 // ---------------------------------------------------------------------------------
+
+TEST(ConfigDiagnostics, PathsAreRelativeToTheConfigFileAndAHandoverSocketFitsSunPath) {
+  LoadResult r = parse(with_base("[proxy]\nhandover_socket = \"h.sock\"\nmetrics_tls_cert = \"m.crt\"\n"
+                                 "metrics_tls_key = \"m.key\"\n"),
+                       "/etc/pgw/cfg.toml");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->proxy.handover_socket, std::filesystem::path("/etc/pgw/h.sock"));
+  EXPECT_EQ(r.config->proxy.metrics_tls_cert, std::filesystem::path("/etc/pgw/m.crt"));
+  EXPECT_EQ(r.config->proxy.metrics_tls_key, std::filesystem::path("/etc/pgw/m.key"));
+  const std::string dir(100, 'h');
+  r = parse(with_base("[proxy]\nhandover_socket = \"" + dir + "/x.sock\"\n"), "/etc/pgw/cfg.toml");
+  ASSERT_EQ(r.diagnostics.size(), 1U);
+  EXPECT_EQ(r.diagnostics[0].to_string(),
+            "/etc/pgw/cfg.toml:2:1: proxy.handover_socket \"/etc/pgw/" + dir +
+                "/x.sock\" is 116 bytes long; a Unix socket path takes at most 107");
+}
 
 TEST(ConfigDiagnostics, UnknownSection) {
   EXPECT_EQ(errors("[proxi]\nworkers = 1\n"),

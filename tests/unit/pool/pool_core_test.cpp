@@ -239,6 +239,37 @@ TEST(PoolCore, FailedConnectFailsWaitersOnlyWhenNothingElseCanServeThem) {
   EXPECT_EQ(p.acquire(0, t0 + 1s).connects, 1u);
 }
 
+TEST(PoolCore, OverlappingFailedConnectsFailWhoWaitedTheConnectTimeout) {
+  // An unreachable server, clients arriving one after another: some attempt is always under way.
+  Core p(limits(4), 1, nullptr);
+  auto w1 = p.acquire(0, t0);
+  p.acquire(0, t0 + 1500ms);
+  EXPECT_EQ(p.connecting(), 2u);
+  auto f = p.connect_failed(t0 + 2s, 2s);  // w1's attempt: w1 waited 2 s, w2's attempt is still under way
+  EXPECT_EQ(f.failed, (std::vector<pgw::pool::WaiterId>{w1.waiter}));
+  EXPECT_EQ(p.waiting(), 1u);
+  // With a connection established, waiters wait for it instead (query_wait_timeout applies).
+  Core q(limits(2), 1, nullptr);
+  q.acquire(0, t0);
+  ASSERT_TRUE(q.connect_succeeded(1, 0, t0));
+  auto w3 = q.acquire(0, t0);
+  EXPECT_EQ(w3.connects, 1u);
+  EXPECT_TRUE(q.connect_failed(t0 + 10s, 2s).failed.empty());
+}
+
+TEST(PoolCore, AnAbandonedConnectFailsNobodyAndIsTriedAgain) {
+  // The pool's server changed (a reload) while a connection to the old one was being opened.
+  Core p(limits(1), 1, nullptr);
+  auto w = p.acquire(0, t0);
+  EXPECT_EQ(w.connects, 1u);
+  EXPECT_EQ(p.connect_abandoned(t0), 1u) << "the waiter still needs a connection, to the new server";
+  EXPECT_EQ(p.connecting(), 1u);
+  EXPECT_EQ(p.waiting(), 1u);
+  auto g = p.connect_succeeded(7, 0, t0);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->waiter, w.waiter);
+}
+
 struct CountingSlots : SharedSlots {
   unsigned limit;
   unsigned used = 0;

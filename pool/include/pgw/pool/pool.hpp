@@ -89,6 +89,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void discard(std::shared_ptr<ServerConnection> connection);
 
   // How connections of this pool are opened (credentials may change: passthrough keys learnt from a client).
+  // When the server itself changes (host, port, dbname, server user, TLS policy: a reload after a failover),
+  // idle connections close now and busy ones when their client releases them; none is handed out again.
   void set_connect_request(ConnectRequest request);
   // New limits (reload, SET): a smaller pool closes its surplus idle connections now and busy ones as they
   // come back; a bigger one opens what its waiters need.
@@ -135,6 +137,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
                                              std::unique_lock<std::mutex>& lock);
   // Under mutex_: starts `count` connection attempts on `worker`'s io_context.
   void launch_locked(unsigned count, std::size_t worker);
+  // Under mutex_: `count` attempts, one per worker in turn.
+  void spread_launches_locked(unsigned count);
+  // Under mutex_: takes idle connections until at most `keep_at_most` remain in all, and starts what the
+  // waiters then need; the caller closes what it returns (close_trimmed) once the mutex is released.
+  std::vector<std::shared_ptr<ServerConnection>> trim_locked(unsigned keep_at_most);
+  void close_trimmed(std::vector<std::shared_ptr<ServerConnection>> connections);
   void deliver_locked(WaiterId id, AcquireResult result);
   asio::awaitable<void> run_connect(std::size_t worker);
   void close_later(std::shared_ptr<ServerConnection> c);
@@ -149,6 +157,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::string last_error_;
   protocol::ServerError last_server_error_;
   std::size_t next_worker_ = 0;
+  std::uint64_t generation_ = 0;  // bumped when the server changes; older connections are not reused
   PoolCounters counters_;
 };
 

@@ -155,7 +155,10 @@ class PoolCore {
 
   // A connection attempt failed. If no connection is open or being opened, nothing will ever come to the
   // waiters: they all fail now (a client waits server_connect_timeout at most, then gets 08006).
-  ConnectFailed connect_failed() {
+  // While nothing is established and attempts keep overlapping (clients that arrive while the server is
+  // unreachable each start one), there is rarely a moment with no attempt under way: a waiter that has waited
+  // `give_up_after` (server_connect_timeout) fails with this attempt rather than wait on the next.
+  ConnectFailed connect_failed(TimePoint now = {}, Millis give_up_after = Millis::max()) {
     --connecting_;
     drop_slot();
     ConnectFailed f;
@@ -163,8 +166,21 @@ class PoolCore {
       for (const auto& w : waiters_)
         f.failed.push_back(w.id);
       waiters_.clear();
+    } else if (active_ == 0 && idle_count() == 0) {
+      while (!waiters_.empty() && now - waiters_.front().since >= give_up_after) {
+        f.failed.push_back(waiters_.front().id);
+        waiters_.pop_front();
+      }
     }
     return f;
+  }
+
+  // A new connection is not wanted after all (the pool's server changed while it was being opened): its slot
+  // goes, and what the waiters still need is planned again, towards the new server.
+  unsigned connect_abandoned(TimePoint now) {
+    --connecting_;
+    drop_slot();
+    return plan_connects(now);
   }
 
   // Housekeeping, called periodically with the current time.

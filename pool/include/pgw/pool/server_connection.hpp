@@ -62,8 +62,9 @@ struct ServerConnection {
   Clock::time_point created = Clock::now();
   Clock::time_point last_used = Clock::now();
   std::uint64_t id = 0;
-  Tracker tracker;              // what this connection still owes whoever is attached
-  ServerStatements statements;  // protocol-level statements prepared here (transaction pooling)
+  std::uint64_t generation = 0;  // the pool's server settings it was opened with (Pool::set_connect_request)
+  Tracker tracker;               // what this connection still owes whoever is attached
+  ServerStatements statements;   // protocol-level statements prepared here (transaction pooling)
   // Settings pgwarden SET on this connection that PostgreSQL does not report with ParameterStatus.
   std::vector<std::pair<std::string, std::string>> applied;
   // The settings (as ClientSession::settings_key) of the client this connection was last brought in line

@@ -63,8 +63,8 @@ class Tracker {
   // Frontend side: the session sent (or, for synthetic, answered) a request.
   void push(Request r, Answer a = Answer::forward, std::uint64_t tag = 0);
   // A request pgwarden answers itself with these bytes (e.g. CloseComplete, ParseComplete of a statement the
-  // server already has).
-  void push_synthetic(Request r, std::span<const std::uint8_t> answer);
+  // server already has); its tag is reported like a sent request's if an error makes the server skip past it.
+  void push_synthetic(Request r, std::span<const std::uint8_t> answer, std::uint64_t tag = 0);
   // A request whose server ErrorResponse is to be replaced by `error` (a complete ErrorResponse message).
   void push_replacing_error(Request r, std::span<const std::uint8_t> error);
 

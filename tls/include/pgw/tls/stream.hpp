@@ -94,6 +94,9 @@ class Stream {
             v == static_cast<int>(TlsError::wait_writable)) &&
            ec.category() == tls_category();
   }
+  // The peer shut its side down (a FIN or a reset came), whatever it sent before; asks the socket, reads
+  // nothing.
+  bool peer_shut_down() noexcept;
   // TLS holds bytes (decrypted, or read and not yet decrypted) that a read returns without the socket.
   bool has_pending() const noexcept { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
   // When !has_pending(): completes once the socket is readable, without holding a buffer (idle connections
