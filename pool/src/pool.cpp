@@ -68,11 +68,17 @@ bool same_server(const ConnectRequest& a, const ConnectRequest& b) {
 
 }  // namespace
 
+void Pool::learn_credentials(protocol::ServerLogin::Credentials credentials) {
+  std::lock_guard lock(mutex_);
+  // A client that logged in without handing us a secret (cert, trust) keeps what an earlier one taught us.
+  if (credentials.password || credentials.md5_secret || credentials.scram_keys)
+    request_.credentials = std::move(credentials);
+}
+
 void Pool::set_connect_request(ConnectRequest request) {
   std::vector<std::shared_ptr<ServerConnection>> to_close;
   {
     std::lock_guard lock(mutex_);
-    // A client that logged in without handing us a secret (cert, trust) keeps what an earlier one taught us.
     auto& c = request.credentials;
     if (!c.password && !c.md5_secret && !c.scram_keys) {
       c.password = request_.credentials.password;
@@ -159,6 +165,7 @@ void Pool::deliver_locked(WaiterId id, AcquireResult result) {
       if (r.grant)
         deliver_locked(r.grant->waiter, AcquireResult{AcquireResult::Status::ok, r.grant->handle, {}, {}});
       if (r.close) close_later(std::move(*r.close));
+      spread_launches_locked(r.connects);
     }
     return;
   }
@@ -435,10 +442,14 @@ std::shared_ptr<Pool> PoolManager::get(const std::string& database, const std::s
     }
     pool = p;
   }
-  // Limits are the pool's own from here: only apply_limits (a reload) changes them, so a login that began
-  // before a reload cannot put the old ones back. Credentials a client just proved are added to the request.
-  (void)created;
-  pool->set_connect_request(make_request());
+  // Limits and the server are the pool's own from here: only a reload (apply_limits, set_connect_request)
+  // changes them, so a login that began under the previous configuration cannot point the pool back at the
+  // old server. Credentials a client just proved are added to the request.
+  if (created) {
+    pool->set_connect_request(make_request());
+  } else {
+    pool->learn_credentials(make_request().credentials);
+  }
   return pool;
 }
 

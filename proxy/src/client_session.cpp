@@ -1365,12 +1365,16 @@ void ClientSession::emit_replaced() {
   rewriting_ = true;
 }
 
-void ClientSession::forget_failed_parse(std::uint64_t tag) {
+void ClientSession::failed_request(pool::ServerConnection& conn, std::uint64_t tag) {
   auto it = std::find_if(pending_parses_.begin(), pending_parses_.end(),
                          [&](const PendingParse& p) { return p.tag == tag; });
-  if (it == pending_parses_.end())
-    return;  // pgwarden's own Parse (before a Bind), not a name of the client's
-  if (const auto* st = statements_.find(it->name); st != nullptr && st->key.tag() == tag)
+  if (it == pending_parses_.end()) {
+    conn.statements.remove_tag(tag);  // pgwarden's own Parse (before a Bind): tagged with its statement
+    return;
+  }
+  // The client's named Parse created nothing on the server: its name is free again, as in PostgreSQL.
+  if (it->sent) conn.statements.remove_tag(it->statement_tag);
+  if (const auto* st = statements_.find(it->name); st != nullptr && st->key.tag() == it->statement_tag)
     statements_.remove(it->name);
   pending_parses_.erase(it);
 }
@@ -1380,7 +1384,8 @@ void ClientSession::ensure_prepared(const pool::PreparedStatement& statement) {
   prepare_on_server(statement, Answer::hidden);
 }
 
-void ClientSession::prepare_on_server(const pool::PreparedStatement& statement, Answer answer) {
+void ClientSession::prepare_on_server(const pool::PreparedStatement& statement, Answer answer,
+                                      std::uint64_t tag) {
   auto& conn = *server_conn_;
   emit_replaced();
   Encoder e(server_out_);
@@ -1397,7 +1402,7 @@ void ClientSession::prepare_on_server(const pool::PreparedStatement& statement, 
   conn.tracker.push(Request::close, close_answer);
   encode::parse(e, statement.server_name, statement.query, statement.parameter_types,
                 statement.num_parameter_types);
-  conn.tracker.push(Request::parse, answer, statement.key.tag());
+  conn.tracker.push(Request::parse, answer, tag != 0 ? tag : statement.key.tag());
 }
 
 void ClientSession::refuse_request(Request request, std::string_view sqlstate, std::string_view message,
@@ -1484,15 +1489,20 @@ bool ClientSession::translate(char type, Bytes body, Bytes wire) {
         return true;
       }
       if (audit_) audit_->on_parse(p.statement, p.query);
-      pending_parses_.push_back({std::string(p.statement), statement->key.tag()});
       auto& conn = *server_conn_;
-      if (conn.statements.touch(statement->key)) {
+      // A tag of its own, so that its failure names it alone (statement tags are 64-bit digests: one as small
+      // as this counter is a chance of about 2^-40).
+      const std::uint64_t tag = ++parse_seq_;
+      if (pending_parses_.size() >= max_pending_requests) pending_parses_.pop_front();  // long answered
+      const bool cached = conn.statements.touch(statement->key);
+      pending_parses_.push_back({std::string(p.statement), statement->key.tag(), tag, !cached});
+      if (cached) {
         // Already prepared on this server connection (by this client or another): pgwarden answers.
-        t.push_synthetic(Request::parse, parse_complete_message, statement->key.tag());
+        t.push_synthetic(Request::parse, parse_complete_message, tag);
         emit_replaced();
         return true;
       }
-      prepare_on_server(*statement, Answer::forward);
+      prepare_on_server(*statement, Answer::forward, tag);
       return true;
     }
     case frontend::bind: {
@@ -1980,10 +1990,8 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
           stop = SessionEnd::server_protocol_violation;
           break;
         }
-        for (auto tag : failed_tags_) {
-          conn->statements.remove_tag(tag);
-          forget_failed_parse(tag);
-        }
+        for (auto tag : failed_tags_)
+          failed_request(*conn, tag);
         failed_tags_.clear();
         if (type == backend::notification_response && mode_ != config::PoolMode::session) {
           // A LISTEN got past the refusal (run by a function or a DO block): the notification may be for a
@@ -2016,9 +2024,9 @@ asio::awaitable<SessionEnd> ClientSession::backend_pump() {
         } else if (type == backend::command_complete) {
           backend::CommandComplete cc;
           if (decode(body, cc) == Error::none) {
-            if (cc.tag == "SET" || cc.tag == "RESET") {
-              // A RESET ALL took back the startup options pgwarden applied (or a SET changed one): what the
-              // connection holds is unknown now, so the next attach sets or resets each of them again.
+            if (v.to_client && (cc.tag == "SET" || cc.tag == "RESET")) {
+              // The client's RESET ALL took back the startup options pgwarden applied (or its SET changed
+              // one): what the connection holds is unknown now, so the next attach sets or resets each again.
               for (auto& a : conn->applied)
                 a.second.assign(1, '\0');  // equal to no setting's value
               if (!conn->applied.empty()) conn->settings_key.clear();

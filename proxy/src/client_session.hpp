@@ -137,7 +137,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void emit_wire(protocol::Bytes wire);
   void emit_replaced();  // the current message is not forwarded as is
   void ensure_prepared(const pool::PreparedStatement& statement);
-  void forget_failed_parse(std::uint64_t tag);
+  // A request the server failed or skipped: its statement leaves the connection's cache, and a named Parse
+  // of the client's leaves its name free.
+  void failed_request(pool::ServerConnection& conn, std::uint64_t tag);
   // The client sends faster than it reads: see max_pending_requests.
   bool backlogged() const noexcept;
   // The access rule's clientcert holds for this connection's certificate.
@@ -145,7 +147,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The login back-off holds for this address: the 53300 message and detail.
   std::optional<std::pair<std::string, std::string>> backed_off() const;
   // Prepares it on the attached server connection under pgwarden's name, whatever its cache says.
-  void prepare_on_server(const pool::PreparedStatement& statement, pool::Answer answer);
+  // The Parse's tracker tag is `tag`, or the statement's own (0).
+  void prepare_on_server(const pool::PreparedStatement& statement, pool::Answer answer,
+                         std::uint64_t tag = 0);
   void refuse_request(pool::Request request, std::string_view sqlstate, std::string_view message,
                       std::string_view hint);
 
@@ -236,14 +240,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::vector<std::uint8_t> outbox_;  // client-bound bytes waiting for the writer
   std::vector<std::uint8_t> due_;
   std::vector<std::uint64_t> failed_tags_;
-  // The client's named Parses whose answer has not come yet (their statement's tag): one that fails, or that
-  // the server skips after an earlier error, leaves the name free again, as PostgreSQL does. Cleared whenever
-  // the connection owes nothing (they all succeeded); at most one per pending request.
+  // The client's named Parses that may still await their answer, each under a tracker tag of its own: one
+  // that fails, or that the server skips after an earlier error, leaves the name free again, as PostgreSQL
+  // does. Cleared whenever the connection owes nothing (they all succeeded), and never more than the requests
+  // a client may have pending.
   struct PendingParse {
     std::string name;
+    std::uint64_t statement_tag = 0;
     std::uint64_t tag = 0;
+    bool sent = false;  // to the server (else answered by pgwarden: the server has the statement)
   };
   std::deque<PendingParse> pending_parses_;
+  std::uint64_t parse_seq_ = 0;
   std::vector<std::uint8_t> scratch_;
   bool client_writing_ = false;
   bool frontend_writing_ = false;

@@ -248,13 +248,16 @@ int import_pgbouncer(int argc, char** argv) {
 // Why the audit log's file could not be opened for appending, or "" (checked without creating it).
 std::string audit_log_unwritable(const config::AuditSettings& a) {
   if (!a.enabled || !a.has_sink(config::AuditSink::file)) return {};
+  auto refused = [&](const std::filesystem::path& target, int mode) {
+    return ::access(target.c_str(), mode) == 0 ? std::string()
+                                               : "cannot write the audit log " + a.path.string() + ": " +
+                                                     target.string() + ": " + std::strerror(errno);
+  };
+  // Its directory too, where rotation creates files.
+  const std::filesystem::path dir = a.path.has_parent_path() ? a.path.parent_path() : ".";
+  if (auto why = refused(dir, W_OK | X_OK); !why.empty()) return why;
   std::error_code ec;
-  const bool exists = std::filesystem::exists(a.path, ec);
-  const std::filesystem::path target = exists ? a.path : a.path.parent_path();
-  if (::access(target.c_str(), exists ? W_OK : W_OK | X_OK) != 0)
-    return "cannot write the audit log " + a.path.string() + ": " + target.string() + ": " +
-           std::strerror(errno);
-  return {};
+  return std::filesystem::exists(a.path, ec) ? refused(a.path, W_OK) : std::string();
 }
 
 }  // namespace

@@ -315,3 +315,20 @@ def test_a_named_parse_that_failed_or_was_skipped_leaves_its_name_free(env):
     rows = [b for t, b in got if t == b"D"]
     assert len(rows) == 2 and b"fixed now" in rows[0] and b"after now" in rows[1], got
     a.close()
+    # Two names for one text: "a" succeeded, "b" (answered by pgwarden, since the connection has the text) was
+    # skipped after the error. Only "b" is free again; "a" still runs (its error is the division's, not 26000).
+    a = login(pgw, env)
+    a.send(query("BEGIN"))
+    until_ready(a)
+    a.send(parse("a", "SELECT 1/0") + SYNC + bind("", "a") + execute() + parse("b", "SELECT 1/0") + SYNC)
+    got = until_ready(a) + until_ready(a)
+    assert types(got) == "1ZEZ" and errors(got)[0]["C"] == "22012", got
+    a.send(query("ROLLBACK"))
+    until_ready(a)
+    a.send(bind("", "a") + execute() + SYNC)
+    got = until_ready(a)
+    assert [e["C"] for e in errors(got)] == ["22012"], got
+    a.send(parse("b", "SELECT 'b'") + bind("", "b") + execute() + SYNC)
+    got = until_ready(a)
+    assert types(got) == "12DCZ", got
+    a.close()

@@ -92,6 +92,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // When the server itself changes (host, port, dbname, server user, TLS policy: a reload after a failover),
   // idle connections close now and busy ones when their client releases them; none is handed out again.
   void set_connect_request(ConnectRequest request);
+  // A login's credentials (SCRAM passthrough keys, a password): the rest of the request stays the reload's.
+  void learn_credentials(protocol::ServerLogin::Credentials credentials);
   // New limits (reload, SET): a smaller pool closes its surplus idle connections now and busy ones as they
   // come back; a bigger one opens what its waiters need.
   void set_limits(PoolLimits limits);

@@ -158,7 +158,7 @@ class PoolCore {
   // While nothing is established and attempts keep overlapping (clients that arrive while the server is
   // unreachable each start one), there is rarely a moment with no attempt under way: a waiter that has waited
   // `give_up_after` (server_connect_timeout) fails with this attempt rather than wait on the next.
-  ConnectFailed connect_failed(TimePoint now = {}, Millis give_up_after = Millis::max()) {
+  ConnectFailed connect_failed(TimePoint now = {}, Millis give_up_after = Millis{0}) {  // 0: never
     --connecting_;
     drop_slot();
     ConnectFailed f;
@@ -166,7 +166,7 @@ class PoolCore {
       for (const auto& w : waiters_)
         f.failed.push_back(w.id);
       waiters_.clear();
-    } else if (active_ == 0 && idle_count() == 0) {
+    } else if (give_up_after.count() > 0 && active_ == 0 && idle_count() == 0) {
       while (!waiters_.empty() && now - waiters_.front().since >= give_up_after) {
         f.failed.push_back(waiters_.front().id);
         waiters_.pop_front();
