@@ -5,6 +5,7 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -1412,6 +1413,16 @@ std::span<const std::pair<std::string_view, std::string_view>> pgbouncer_key_nam
   return pgbouncer_names;
 }
 
+namespace {
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
 LoadResult with_setting(const Config& base, std::string_view key, std::string_view value) {
   auto fail = [&](std::string message) {
     LoadResult r;
@@ -1421,7 +1432,7 @@ LoadResult with_setting(const Config& base, std::string_view key, std::string_vi
   std::string name(key);
   bool pgbouncer_name = false;
   for (const auto& [from, to] : pgbouncer_names) {
-    if (key == from) {
+    if (equal_ignoring_case(key, from)) {  // PgBouncer's console takes its names in any case
       name = to;
       pgbouncer_name = true;
     }
@@ -1438,6 +1449,11 @@ LoadResult with_setting(const Config& base, std::string_view key, std::string_vi
   if (it == keys.end()) return fail("unknown key \"" + name + "\"");
   if (!it->reloadable) return fail(name + " needs a restart: change it in the config file");
   std::string text(value);
+  // PgBouncer's console takes every value in quotes ('7', '30'): under its names, so does this one.
+  const bool scalar =
+      it->type == "integer" || it->type == "duration" || it->type == "size" || it->type == "bool";
+  if (pgbouncer_name && scalar && text.size() >= 2 && text.front() == '\'' && text.back() == '\'')
+    text = text.substr(1, text.size() - 2);
   if (pgbouncer_name && it->type == "duration" && !text.empty() &&
       std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     text = "\"" + text + "s\"";  // PgBouncer's durations are seconds

@@ -71,6 +71,13 @@ TEST(ConfigSet, PgBouncerNamesAndSecondsAreUnderstood) {
   r = with_setting(base(), "pool_mode", "'session'");
   ASSERT_TRUE(r.config) << first_error(r);
   EXPECT_EQ(r.config->pool.mode, PoolMode::session);
+  // As PgBouncer's console: names in any case, numbers and durations in quotes.
+  r = with_setting(base(), "DEFAULT_POOL_SIZE", "'9'");
+  ASSERT_TRUE(r.config) << first_error(r);
+  EXPECT_EQ(r.config->pool.default_size, 9u);
+  r = with_setting(base(), "Query_Wait_Timeout", "'8'");
+  ASSERT_TRUE(r.config) << first_error(r);
+  EXPECT_EQ(r.config->pool.query_wait_timeout, std::chrono::seconds(8));
 }
 
 TEST(ConfigSet, RefusesWhatItCannotApply) {
