@@ -1507,12 +1507,17 @@ std::vector<ConfigRow> config_rows(const Config& config) {
 }
 
 LoadResult load(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
+  auto refused = [&](std::string why) {
     LoadResult r;
-    r.diagnostics.push_back({Position{file.string(), 1, 1}, "cannot read the config file"});
+    r.diagnostics.push_back({Position{file.string(), 1, 1}, std::move(why)});
     return r;
-  }
+  };
+  // A directory opens as a stream and reads as nothing: it would pass as an empty file.
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    return refused("cannot read the config file: it is a directory");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return refused("cannot read the config file");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse(ss.str(), file);

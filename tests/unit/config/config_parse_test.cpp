@@ -501,6 +501,10 @@ TEST_F(ConfigFiles, LoadMissingFileIsADiagnostic) {
   LoadResult r = load(missing);
   EXPECT_FALSE(r.config.has_value());
   EXPECT_EQ(messages(r), std::vector<std::string>{missing.string() + ":1:1: cannot read the config file"});
+  r = load(dir_);  // a directory, not an empty config
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_EQ(messages(r),
+            std::vector<std::string>{dir_.string() + ":1:1: cannot read the config file: it is a directory"});
 }
 
 TEST_F(ConfigFiles, LoadRealFile) {
