@@ -3,6 +3,7 @@
 
 #include "pgw/config/access.hpp"
 
+#include <sys/un.h>
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
@@ -570,8 +571,7 @@ std::vector<KeyDef<PoolSettings>> pool_keys() {
       {{"pool", "track_extra_parameters", "array of strings", "[]", true, true,
         "parameters kept per client besides client_encoding, DateStyle, IntervalStyle, TimeZone, "
         "standard_conforming_strings, application_name and default_transaction_read_only (they must be "
-        "reported "
-        "by ParameterStatus)"},
+        "reported by ParameterStatus)"},
        strings_key(&P::track_extra_parameters),
        {}},
   };
@@ -1226,12 +1226,12 @@ class Parser {
   }
 
   void validate() {
-    // sun_path holds 107 bytes and a NUL: a longer path would pass here and fail at start, after a rolling
-    // restart took the listeners.
-    if (const auto& h = cfg_.proxy.handover_socket; h.native().size() > 107) {
-      error_at("proxy.handover_socket", "proxy.handover_socket \"" + h.string() + "\" is " +
-                                            std::to_string(h.native().size()) +
-                                            " bytes long; a Unix socket path takes at most 107");
+    // A longer path would pass here and fail at start, after a rolling restart took the listeners.
+    constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;  // and its NUL
+    if (const auto& h = cfg_.proxy.handover_socket; h.native().size() > max_socket_path) {
+      error_at("proxy.handover_socket",
+               "proxy.handover_socket \"" + h.string() + "\" is " + std::to_string(h.native().size()) +
+                   " bytes long; a Unix socket path takes at most " + std::to_string(max_socket_path));
     }
     const auto& ct = cfg_.client_tls;
     if (ct.mode != TlsMode::disable && (ct.cert.empty() || ct.key.empty())) {

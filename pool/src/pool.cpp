@@ -70,7 +70,11 @@ bool same_server(const ConnectRequest& a, const ConnectRequest& b) {
 
 void Pool::learn_credentials(protocol::ServerLogin::Credentials credentials) {
   std::lock_guard lock(mutex_);
-  // A client that logged in without handing us a secret (cert, trust) keeps what an earlier one taught us.
+  learn_credentials_locked(std::move(credentials));
+}
+
+void Pool::learn_credentials_locked(protocol::ServerLogin::Credentials credentials) {
+  // Credentials without a secret (a login by cert or trust) keep what an earlier client taught us.
   if (credentials.password || credentials.md5_secret || credentials.scram_keys)
     request_.credentials = std::move(credentials);
 }
@@ -79,14 +83,11 @@ void Pool::set_connect_request(ConnectRequest request) {
   std::vector<std::shared_ptr<ServerConnection>> to_close;
   {
     std::lock_guard lock(mutex_);
-    auto& c = request.credentials;
-    if (!c.password && !c.md5_secret && !c.scram_keys) {
-      c.password = request_.credentials.password;
-      c.md5_secret = request_.credentials.md5_secret;
-      c.scram_keys = request_.credentials.scram_keys;
-    }
+    auto credentials = std::move(request.credentials);
+    request.credentials = std::move(request_.credentials);
     const bool moved = !same_server(request_, request);
     request_ = std::move(request);
+    learn_credentials_locked(std::move(credentials));
     if (moved) {
       ++generation_;
       to_close = trim_locked(core_.active() + core_.connecting());

@@ -178,8 +178,8 @@ asio::awaitable<ConnectError> attempt(const asio::any_io_executor& ex, Attempt& 
   boost::system::error_code ignored;
   c.stream.socket().non_blocking(true, ignored);
   c.stream.socket().set_option(tcp::no_delay(true), ignored);
-  c.stream.socket().set_option(asio::socket_base::keep_alive(true),
-                               ignored);  // keepalive as on client sockets (Stream)
+  // Set here, not in Stream's constructor (the socket was not open then); why: see Stream's.
+  c.stream.socket().set_option(asio::socket_base::keep_alive(true), ignored);
   bool tls_active = false;
   if (use_tls) {
     if (auto e = co_await negotiate_tls(c, req, tls_active); e.kind != ConnectError::Kind::none) co_return e;

@@ -13,10 +13,6 @@ namespace pgw::protocol::scram {
 
 namespace {
 
-// A server asking for more than this many PBKDF2 iterations is treated as hostile: a million already costs
-// about half a second of CPU per login (PostgreSQL's default is 4096).
-constexpr int max_iterations = 1'000'000;
-
 Bytes bytes_of(const Key& k) {
   return {k.data(), k.size()};
 }

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "pgw/config/auth_file.hpp"
@@ -26,9 +27,11 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
 std::string AuthStore::salt_key(const config::ClientTlsSettings& tls) {
   if (!tls.key.empty()) {
     std::ifstream in(tls.key, std::ios::binary);
-    std::stringstream bytes;
-    bytes << in.rdbuf();
-    if (in && !bytes.str().empty()) return hmac_sha256(bytes.str(), "pgwarden auth salt key 1");
+    std::string key_bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string derived =
+        key_bytes.empty() ? std::string() : hmac_sha256(key_bytes, "pgwarden auth salt key 1");
+    OPENSSL_cleanse(key_bytes.data(), key_bytes.size());  // the TLS private key, read once more
+    if (!derived.empty()) return derived;
   }
   static const std::string process_key = [] {
     std::string k(32, '\0');
@@ -70,8 +73,8 @@ std::optional<protocol::UserSecret> AuthStore::classify(std::string_view user, s
     if (!s) {
       problem = "malformed SCRAM secret for user \"" + std::string(user) +
                 "\": expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> as in pg_authid, "
-                "with at most "
-                "1000000 iterations";
+                "with at most " +
+                std::to_string(protocol::scram::max_iterations) + " iterations";
       return std::nullopt;
     }
     return protocol::UserSecret(std::move(*s));

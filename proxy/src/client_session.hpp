@@ -160,9 +160,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // Reads one startup-family packet (bounded by 10000 bytes) into client_in_.
   asio::awaitable<protocol::FrameResult> read_startup_packet();
-  // Reads one typed message during login (bounded by max_login_message).
-  // One whole message of at most `max` bytes (login messages are tiny; the console's commands get
-  // proxy.max_packet_size).
+  // Reads one whole typed message of at most `max` bytes into client_in_ (login messages are tiny; the
+  // console's commands get proxy.max_packet_size).
   asio::awaitable<protocol::FrameResult> read_login_message(std::uint32_t max);
   asio::awaitable<bool> write_client(std::span<const std::uint8_t> bytes);
   // Sends a FATAL ErrorResponse made by pgwarden and returns false (the session ends).

@@ -3,7 +3,6 @@
 
 #include <boost/program_options.hpp>
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <array>
@@ -312,12 +311,8 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error code, not a signal
   // A SIGHUP before the server's handler is in place (above all while a rolling restart waits for the
-  // previous process) would end this process, which may already hold every listener: it stays pending, and
-  // the server takes it as a reload once it runs (Server::run unblocks it).
-  sigset_t hup;
-  sigemptyset(&hup);
-  sigaddset(&hup, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  // previous process) would end this process, which may already hold every listener.
+  hold_sighup(true);
   log::setup(runtime->config->log);
   try {
     handover::Taken taken;

@@ -226,6 +226,13 @@ void Server::bind_listeners(const config::Config& cfg) {
   }
 }
 
+void hold_sighup(bool held) noexcept {
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(held ? SIG_BLOCK : SIG_UNBLOCK, &hup, nullptr);
+}
+
 int Server::run() {
   auto& io0 = workers_[0]->io();
   const auto& cfg = *runtime_->config;
@@ -291,10 +298,7 @@ int Server::run() {
     });
   };
   wait_signal(wait_signal);
-  sigset_t hup;  // blocked by main() until now; one that came meanwhile is delivered here, as a reload
-  sigemptyset(&hup);
-  sigaddset(&hup, SIGHUP);
-  pthread_sigmask(SIG_UNBLOCK, &hup, nullptr);
+  hold_sighup(false);  // one that came since main() held it is delivered now, as a reload
   spdlog::info("pgwarden {} started with {} worker threads", PGW_VERSION, workers_.size());
   // The listeners are bound and listening: connections made from now on wait in the backlog until the
   // workers start a few lines below, so systemd may start the units ordered after this one.

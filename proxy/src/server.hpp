@@ -76,6 +76,10 @@ class Worker {
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
 };
 
+// SIGHUP held pending (blocked) on the calling thread, or let through: main() holds it until Server::run has
+// its handler in place, so one that comes during a rolling restart's wait is a reload, not the end.
+void hold_sighup(bool held) noexcept;
+
 class Server {
  public:
   // `taken`: listening sockets and held connections taken over from the previous process (rolling restart).

@@ -494,7 +494,7 @@ bool SessionAudit::on_query(std::string_view sql, bool /*in_transaction*/) {
   for (std::size_t i = 0; i < statements_.size() && ok; ++i) {
     const auto& s = statements_[i];
     std::string_view text = s.text(sql);
-    if ((s.command == "FETCH" || s.command == "MOVE") && (!named_portals_.empty() || portals_overflowed_)) {
+    if (reads_bound_portal(s)) {
       ok = push_fetch(text, s, false);
       continue;
     }
@@ -557,6 +557,10 @@ bool SessionAudit::push_fetch(std::string_view text, const audit::Statement& fet
     if (!pending_.empty() && pending_.back().audited()) pending_.back().rows_from_tag = false;
     return true;
   }
+  return push_possible_write(text, extended);
+}
+
+bool SessionAudit::push_possible_write(std::string_view text, bool extended) {
   audit::Statement s;
   s.cls = audit::StatementClass::mod;
   s.command = "UNKNOWN";
@@ -639,15 +643,10 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
     portal = &it->second;
   }
   if (portal == nullptr || !portal->known) {
-    // A portal or statement pgwarden did not see, or cannot be sure of: recorded as a possible write.
-    audit::Statement s;
-    s.cls = audit::StatementClass::mod;
-    s.command = "UNKNOWN";
-    s.superset = audit::Superset::unknown_execute;
-    std::string text = "-- pgwarden: Execute of portal \"" + std::string(portal_name) +
-                       "\" whose statement text pgwarden cannot tell";
-    if (settings_.on_failure == AuditOnFailure::block && log_.failing()) return false;
-    return push_statement(text, s, in_transaction_for(s, text), true, {});
+    // A portal or statement pgwarden did not see, or cannot be sure of.
+    return push_possible_write("-- pgwarden: Execute of portal \"" + std::string(portal_name) +
+                                   "\" whose statement text pgwarden cannot tell",
+                               true);
   }
   if (portal->ran) {
     // Recorded at its first Execute or FETCH, where PostgreSQL ran it to completion: the rest only hands out
@@ -662,8 +661,7 @@ bool SessionAudit::on_execute(std::string_view portal_name, bool /*in_transactio
   }
   const auto& s = statements_.front();
   std::string_view text = s.text(portal->text());
-  if ((s.command == "FETCH" || s.command == "MOVE") && (!named_portals_.empty() || portals_overflowed_))
-    return push_fetch(text, s, true);
+  if (reads_bound_portal(s)) return push_fetch(text, s, true);
   const bool in_tx = in_transaction_for(s, text);
   if (settings_.on_failure == AuditOnFailure::block && audited(s) && log_.failing()) return false;
   if (!push_statement(text, s, in_tx, true, portal->params)) return false;

@@ -153,8 +153,14 @@ class SessionAudit {
   void pop_front();
   void skip_to_sync(bool extended);
   void forget_named_statements();
-  // A FETCH or MOVE while portals bound by the extended protocol are open; false as push_statement().
+  // A FETCH or MOVE that may read a portal bound by the extended protocol (else an SQL cursor's, read-only).
+  bool reads_bound_portal(const audit::Statement& s) const noexcept {
+    return (s.command == "FETCH" || s.command == "MOVE") && (!named_portals_.empty() || portals_overflowed_);
+  }
+  // Such a FETCH or MOVE; false as push_statement().
   bool push_fetch(std::string_view text, const audit::Statement& fetch, bool extended);
+  // A statement pgwarden cannot tell (an Execute of a portal it did not see): recorded as a possible write.
+  bool push_possible_write(std::string_view text, bool extended);
   void transaction_ended(std::string_view command, std::string_view outcome);
   void statement_completed(const Pending& p, bool ok);
   const audit::SqlPrepared* sql_prepared_for(const std::vector<audit::Statement>& statements) const;
@@ -180,10 +186,10 @@ class SessionAudit {
   bool connect_recorded_ = false;
   bool sql_prepared_per_session_ = true;
   bool named_per_session_ = true;
+  // The server reads strings differently from the classifier: record everything.
   bool lexing_unsafe_ = false;
   bool strings_unsafe_ = false;   // standard_conforming_strings = off
-  bool encoding_unsafe_ = false;  // a client_encoding whose characters may hold a backslash byte  // the
-                                  // server reads strings differently from the classifier: record everything
+  bool encoding_unsafe_ = false;  // a client_encoding whose characters may hold a backslash byte
 
   audit::SqlPrepared sql_prepared_;
   std::vector<audit::Statement> statements_;  // scratch for classify()
@@ -215,9 +221,8 @@ class SessionAudit {
   NameMap<Named> named_statements_;
   Portal unnamed_portal_;
   NameMap<Portal> named_portals_;
-  bool portals_overflowed_ = false;
-  bool bound_since_end_ = false;  // a named portal was bound after the last Sync or Query  // a Bind found
-                                  // max_named_portals taken: that portal is not known here
+  bool portals_overflowed_ = false;  // a portal may be open that is not in named_portals_ (max_named_portals)
+  bool bound_since_end_ = false;     // a named portal was bound after the last Sync or Query
   // Frontend view, ahead of the server's answers: a BEGIN went out without its COMMIT/ROLLBACK yet, and the
   // statements since the last Sync or Query (one implicit transaction). Only for the in_transaction flag.
   bool frontend_in_block_ = false;

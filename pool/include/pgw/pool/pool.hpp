@@ -139,6 +139,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
                                              std::unique_lock<std::mutex>& lock);
   // Under mutex_: starts `count` connection attempts on `worker`'s io_context.
   void launch_locked(unsigned count, std::size_t worker);
+  void learn_credentials_locked(protocol::ServerLogin::Credentials credentials);
   // Under mutex_: `count` attempts, one per worker in turn.
   void spread_launches_locked(unsigned count);
   // Under mutex_: takes idle connections until at most `keep_at_most` remain in all, and starts what the

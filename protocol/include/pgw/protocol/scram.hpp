@@ -20,6 +20,9 @@ inline constexpr int default_iterations = 4096;          // PostgreSQL's scram_i
 inline constexpr std::size_t salt_length = 16;           // SCRAM_DEFAULT_SALT_LEN
 inline constexpr std::size_t nonce_raw_length = 18;      // SCRAM_RAW_NONCE_LEN
 inline constexpr std::size_t max_message_length = 4096;  // any real SCRAM message is far below this
+// More PBKDF2 iterations than this (a server's challenge, a stored secret) are refused as hostile: a million
+// already costs about half a second of CPU per login.
+inline constexpr int max_iterations = 1'000'000;
 
 using Key = std::array<std::uint8_t, 32>;
 
