@@ -33,7 +33,7 @@ void CancelRegistry::remove(std::int32_t process_id) {
   entries_.erase(process_id);
 }
 
-std::optional<CancelTarget> CancelRegistry::find(protocol::CancelRequest key) const {
+std::optional<CancelFound> CancelRegistry::find(protocol::CancelRequest key) const {
   std::shared_ptr<CancelSlot> slot;
   {
     std::lock_guard lock(mutex_);

@@ -591,34 +591,24 @@ asio::awaitable<bool> ClientSession::negotiate() {
 }
 
 asio::awaitable<void> ClientSession::handle_cancel(protocol::CancelRequest key) {
-  auto target = server_.cancels().find(key);
-  if (!target) {
-    const auto& cfg = *rt_->config;
-    unsigned peer = peer_of(key);
-    if (cfg.proxy.peer_id != 0 && peer != 0 && peer != cfg.proxy.peer_id) {
-      auto it = std::find_if(cfg.peers.begin(), cfg.peers.end(),
-                             [&](const config::PeerSettings& p) { return p.id == peer; });
-      if (it != cfg.peers.end()) {
-        log_.info("cancel request for peer {} forwarded to {}:{}", peer, it->host, it->port);
-        server_.events().count(EventFamily::cancels, "forwarded");
-        co_await forward_cancel(*it, key);
-        co_return;
-      }
-      log_.info("cancel request for peer {}, which no [[peer]] names, ignored", peer);
-      server_.events().count(EventFamily::cancels, "unknown_peer");
+  if (co_await server_.cancel_local(key, worker_.io().get_executor(), log_)) co_return;
+  const auto& cfg = *rt_->config;
+  unsigned peer = peer_of(key);
+  if (cfg.proxy.peer_id != 0 && peer != 0 && peer != cfg.proxy.peer_id) {
+    auto it = std::find_if(cfg.peers.begin(), cfg.peers.end(),
+                           [&](const config::PeerSettings& p) { return p.id == peer; });
+    if (it != cfg.peers.end()) {
+      log_.info("cancel request for peer {} forwarded to {}:{}", peer, it->host, it->port);
+      server_.events().count(EventFamily::cancels, "forwarded");
+      co_await forward_cancel(*it, key);
       co_return;
     }
-    log_.info("cancel request with an unknown key ignored");
-    server_.events().count(EventFamily::cancels, "unknown_key");
+    log_.info("cancel request for peer {}, which no [[peer]] names, ignored", peer);
+    server_.events().count(EventFamily::cancels, "unknown_peer");
     co_return;
   }
-  server_.events().count(EventFamily::cancels, "sent");
-  // The server connection stays pinned to its client until this is done, so the cancel can never reach the
-  // next client's query on that connection.
-  log_.info("forwarding cancel request to {} (backend pid {})", target->host, target->server_key.process_id);
-  co_await pool::send_cancel(worker_.io().get_executor(), target->endpoint, target->host, target->server_key,
-                             rt_->server_tls, rt_->server_policy, rt_->config->pool.server_connect_timeout);
-  if (target->connection) target->connection->cancels_in_flight.fetch_sub(1, std::memory_order_acq_rel);
+  log_.info("cancel request with an unknown key ignored");
+  server_.events().count(EventFamily::cancels, "unknown_key");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1015,7 +1005,12 @@ asio::awaitable<bool> ClientSession::login_to_server() {
     tail.push_back('\0');
   }
   settings_.set_tail(tail);
-  cancel_slot_ = std::make_shared<CancelSlot>();
+  cancel_slot_ =
+      std::make_shared<CancelSlot>([weak = weak_from_this(), executor = worker_.io().get_executor()] {
+        asio::post(executor, [weak] {
+          if (auto s = weak.lock()) s->wake_cancelled_wait();
+        });
+      });
   client_key_ = server_.cancels().add(cancel_slot_);
   Encoder e(out_);
   encode::authentication_ok(e);
@@ -1212,7 +1207,8 @@ asio::awaitable<pool::AcquireResult> ClientSession::acquire_server() {
       PausedWait& operator=(const PausedWait&) = delete;
     } counted(*counters_);
     while (server_.paused(db_->name)) {
-      if ((limit.count() > 0 && pool::Clock::now() - started >= limit) || !client_.is_open()) {
+      if ((limit.count() > 0 && pool::Clock::now() - started >= limit) || !client_.is_open() ||
+          (cancel_slot_ && cancel_slot_->cancelled_in_queue())) {
         waiting_since_.reset();
         co_return pool::AcquireResult{pool::AcquireResult::Status::timeout, nullptr, {}, {}};
       }
@@ -1281,8 +1277,21 @@ bool ClientSession::attach_idle() {
   return true;
 }
 
+void ClientSession::wake_cancelled_wait() {
+  if (queued_ && ticket_ && pool_) pool_->cancel(*ticket_);
+}
+
 asio::awaitable<SessionEnd> ClientSession::attach() {
+  cancel_slot_->begin_queue_wait();
+  queued_ = true;
   auto r = co_await acquire_server();
+  queued_ = false;
+  if (cancel_slot_->end_queue_wait()) {
+    // The client cancelled while it waited: the request does not run (a connection that came meanwhile got
+    // nothing and goes back clean); the caller answers 57014.
+    if (r.connection) pool_->release(std::move(r.connection), worker_.index(), true);
+    co_return SessionEnd::none;
+  }
   switch (r.status) {
     case pool::AcquireResult::Status::ok:
       if (client_.peer_shut_down()) {
@@ -1303,6 +1312,27 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   }
   attached(std::move(r.connection));
   co_return SessionEnd::none;
+}
+
+void ClientSession::abandon_request(char type, bool whole) {
+  log_.info("request cancelled while it waited for a server connection: not run");
+  Encoder e(outbox_);
+  encode::error_response(e, Notice{"ERROR",
+                                   "57014",
+                                   "canceling statement due to user request",
+                                   "it was still waiting for a server connection and did not run",
+                                   {}});
+  if (type == frontend::query || type == frontend::function_call) {
+    if (whole) {
+      encode::ready_for_query(e, backend::TransactionStatus::idle);
+    } else {
+      discard_ = Discard::this_message;
+    }
+  } else if (type == frontend::sync) {
+    encode::ready_for_query(e, backend::TransactionStatus::idle);
+  } else {
+    discard_ = Discard::until_sync;
+  }
 }
 
 void ClientSession::attached(std::shared_ptr<pool::ServerConnection> connection) {
@@ -1826,6 +1856,14 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
         stop = SessionEnd::client_closed;
         break;
       }
+      if (discard_ == Discard::until_sync) {
+        if (type == frontend::sync) {
+          outbox_.insert(outbox_.end(), std::begin(ready_idle_message), std::end(ready_idle_message));
+          discard_ = Discard::none;
+        }
+        pos += item.wire.size();
+        continue;
+      }
       if (!server_conn_ && item.kind == Scanner::Kind::message && answer_locally(type, item.body)) {
         pos += item.wire.size();
         continue;
@@ -1835,9 +1873,22 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
         if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
         if (!attach_idle()) {
           if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
+          if (!server_conn_) {
+            abandon_request(type, item.kind == Scanner::Kind::message);
+            pos += item.wire.size();
+            continue;
+          }
         }
         attached_now = true;
       }
+    } else if (discard_ != Discard::none) {
+      // The rest of a message being discarded.
+      pos += item.wire.size();
+      if (discard_ == Discard::this_message && !client_scan_.mid_message()) {
+        outbox_.insert(outbox_.end(), std::begin(ready_idle_message), std::end(ready_idle_message));
+        discard_ = Discard::none;
+      }
+      continue;
     }
     if (item.kind == Scanner::Kind::message) {
       if (!translate(item.header.type, item.body, item.wire)) {

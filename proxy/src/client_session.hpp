@@ -110,7 +110,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // A server connection for the batch at hand: attach_idle() takes one idle now without a coroutine frame
   // (the common case), else attach() waits for one; attached() then sets the connection up for this client.
   bool attach_idle();
+  // Returns with no connection attached (and SessionEnd::none) when the client cancelled while it waited.
   asio::awaitable<SessionEnd> attach();
+  void wake_cancelled_wait();  // a CancelRequest came while attach() waits: it ends the wait now
+  // The request attach() waited with was cancelled (`type`, whole or only begun): answered 57014, and what
+  // PostgreSQL would skip after an error is discarded.
+  void abandon_request(char type, bool whole);
   void attached(std::shared_ptr<pool::ServerConnection> connection);
   void detach_and_release(bool reusable);
   void aim_cancels();  // the client's CancelRequest goes to the attached server connection
@@ -221,6 +226,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   pool::Clock::time_point xact_started_{};               // the transaction's first request; {} = none open
   std::shared_ptr<pool::ServerConnection> server_conn_;  // attached now
   std::shared_ptr<pool::Pool::Ticket> ticket_;
+  bool queued_ = false;  // attach() waits for a server connection
+  // After a request cancelled while queued: the client's messages that PostgreSQL would skip after an error.
+  enum class Discard : std::uint8_t {
+    none,
+    until_sync,    // extended protocol: everything up to the next Sync, which is answered ReadyForQuery
+    this_message,  // the rest of a long Query or FunctionCall, then ReadyForQuery
+  };
+  Discard discard_ = Discard::none;
   pool::ClientStatements statements_;
   bool rename_statements_ = false;
 

@@ -35,7 +35,8 @@ inline constexpr std::array<EventFamilyInfo, static_cast<std::size_t>(EventFamil
     {"refused_connections_total", "Client connections refused before or at login, by reason", "reason"},
     {"admin_commands_total", "Admin console commands that change something, by command", "command"},
     {"cancel_requests_total",
-     "CancelRequests: sent to a server, forwarded to a peer, or ignored (unknown key, unknown peer)",
+     "CancelRequests: sent to a server, forwarded to a peer, abandoning a request still queued for a server "
+     "connection, or ignored (idle client, unknown key, unknown peer)",
      "result"},
 }};
 

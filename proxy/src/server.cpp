@@ -666,19 +666,41 @@ asio::awaitable<void> Server::handover_loop() {
 }
 
 asio::awaitable<void> Server::cancel_for_successor(protocol::CancelRequest key) {
-  auto target = cancels_.find(key);
-  if (!target) {
+  log::SessionLog log;
+  log.set_session("rolling-restart", "-");
+  log.info("cancel request passed on by the new process");
+  if (!co_await cancel_local(key, workers_[0]->io().get_executor(), log)) {
+    log.info("its key is unknown here: ignored");
     events_.count(EventFamily::cancels, "unknown_key");
-    co_return;
   }
+}
+
+asio::awaitable<bool> Server::cancel_local(protocol::CancelRequest key, asio::any_io_executor executor,
+                                           const log::SessionLog& log) {
+  auto found = cancels_.find(key);
+  if (!found) co_return false;
+  if (found->queued) {
+    // Nothing ran yet: the request is dropped and its client answered 57014, as PostgreSQL answers a
+    // cancelled statement.
+    log.info("cancel request for a client waiting for a server connection: its request is abandoned");
+    events_.count(EventFamily::cancels, "abandoned");
+    co_return true;
+  }
+  if (!found->target) {
+    log.info("cancel request for a client with nothing under way ignored");
+    events_.count(EventFamily::cancels, "idle");
+    co_return true;
+  }
+  const CancelTarget& target = *found->target;
   events_.count(EventFamily::cancels, "sent");
-  spdlog::info("rolling restart: cancel request passed on by the new process sent to {} (backend pid {})",
-               target->host, target->server_key.process_id);
+  // The server connection stays pinned to its client until this is done, so the cancel can never reach the
+  // next client's query on that connection.
+  log.info("forwarding cancel request to {} (backend pid {})", target.host, target.server_key.process_id);
   auto rt = runtime();
-  co_await pool::send_cancel(workers_[0]->io().get_executor(), target->endpoint, target->host,
-                             target->server_key, rt->server_tls, rt->server_policy,
-                             rt->config->pool.server_connect_timeout);
-  if (target->connection) target->connection->cancels_in_flight.fetch_sub(1, std::memory_order_acq_rel);
+  co_await pool::send_cancel(executor, target.endpoint, target.host, target.server_key, rt->server_tls,
+                             rt->server_policy, rt->config->pool.server_connect_timeout);
+  if (target.connection) target.connection->cancels_in_flight.fetch_sub(1, std::memory_order_acq_rel);
+  co_return true;
 }
 
 void Server::maybe_finish() {

@@ -23,6 +23,7 @@
 #include "client_limits.hpp"
 #include "event_counters.hpp"
 #include "handover.hpp"
+#include "log.hpp"
 #include "login_backoff.hpp"
 #include "pgw/audit/classify.hpp"
 #include "pgw/audit/log.hpp"
@@ -156,6 +157,11 @@ class Server {
     std::vector<std::string> paused_databases;
   };
   PauseState pause_state() const;
+  // A CancelRequest for one of this process's clients: the backend serving it gets the cancel, or the request
+  // it still waits with for a server connection is abandoned (answered 57014). False for a key this process
+  // did not hand out. `log` says who asked.
+  asio::awaitable<bool> cancel_local(protocol::CancelRequest key, asio::any_io_executor executor,
+                                     const log::SessionLog& log);
   // SHUTDOWN from the console: the same drain as SIGTERM.
   void shutdown();
   // /metrics in the Prometheus text format 0.0.4.

@@ -3,6 +3,7 @@ import concurrent.futures
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -480,6 +481,135 @@ def test_a_client_that_leaves_while_waiting_for_a_connection_runs_nothing(env):
     holder.close()
     env.assert_serves(pgw)
     assert env.cluster.sql("SELECT count(*) FROM left_waiting", db="app") == "0"
+
+
+def console(env, pgw):
+    """The admin console as bob (simple protocol: psycopg2)."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    c = psycopg2.connect(host="localhost", port=pgw.port, dbname="pgwarden", user="bob", password="bob-pw",
+                         sslmode="verify-full", sslrootcert=str(env.certs.ca_crt), connect_timeout=10)
+    c.autocommit = True
+    return c
+
+
+def console_run(c, sql):
+    with c.cursor() as cur:
+        cur.execute(sql)
+        if cur.description is None:
+            return cur.statusmessage
+        cols = [d.name for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def one_connection_pool_with_console(env, table):
+    """A fresh table and a transaction pool of one connection; returns (pgwarden, its console)."""
+    fresh_table(env.cluster, table)
+    pgw = env.start(pool={"mode": "transaction", "default_size": 1}, proxy={"admin_users": ["bob"]})
+    return pgw, console(env, pgw)
+
+
+def waiting_clients(c):
+    return sum(int(r["cl_waiting"]) for r in console_run(c, "SHOW POOLS") if r["database"] == "app")
+
+
+def run_in_thread(fn):
+    """Starts fn in a thread; returns (thread, result dict with "ok" or "error")."""
+    result = {}
+
+    def body():
+        try:
+            result["ok"] = fn()
+        except psycopg.Error as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=body)
+    t.start()
+    return t, result
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_a_cancel_while_queued_for_a_connection_abandons_the_request(env, protocol):
+    # The client's INSERT waits for the pool's one connection; its CancelRequest finds no server query to
+    # cancel. The INSERT must not run later: the client is answered 57014 at once, as PostgreSQL answers a
+    # cancelled statement, and its session goes on.
+    pgw, admin = one_connection_pool_with_console(env, f"cancel_queued_{protocol}")
+    w = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)  # logs in while the pool is free
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")  # holds the only connection in its transaction
+    try:
+        if protocol == "simple":
+            t, result = run_in_thread(lambda: w.execute(f"INSERT INTO cancel_queued_{protocol} VALUES (99)"))
+        else:
+            t, result = run_in_thread(lambda: w.execute(f"INSERT INTO cancel_queued_{protocol} VALUES (%s)", (99,)))
+        wait_until(lambda: waiting_clients(admin) == 1, what="the INSERT to queue")
+        w.cancel()
+        t.join(10)
+        assert not t.is_alive(), "answered while the holder still has the connection"
+        assert getattr(result.get("error"), "sqlstate", None) == "57014", result
+        holder.commit()
+        assert w.execute("SELECT %s::int + 1", (1,)).fetchone()[0] == 2  # the session goes on
+        assert w.execute("SELECT 40 + 2").fetchone()[0] == 42
+        assert env.cluster.sql(f"SELECT count(*) FROM cancel_queued_{protocol}", db="app") == "0"
+    finally:
+        holder.close()
+        w.close()
+        admin.close()
+
+
+def test_a_cancelled_pipeline_is_skipped_up_to_its_sync(env):
+    # Extended protocol without a Sync yet: after the 57014 everything up to the Sync is skipped, as PostgreSQL
+    # skips after an error, however it arrives; the next pipeline waits for a connection again and runs.
+    pgw, admin = one_connection_pool_with_console(env, "cancel_pipeline")
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    login = harness.scram_login(w, "alice", "alice-pw")
+    key = next(body for t, body in login if t == b"K")
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")  # holds the only connection in its transaction
+    try:
+        insert = "INSERT INTO cancel_pipeline VALUES (1)"
+        w.send(harness.parse_message("", insert) + harness.bind_message() + harness.execute_message()
+               + harness.FLUSH_MESSAGE)
+        wait_until(lambda: waiting_clients(admin) == 1, what="the pipeline to queue")
+        with socket.create_connection(("127.0.0.1", pgw.port), timeout=10) as c:
+            c.sendall(harness.cancel_request(*struct.unpack("!ii", key)))
+            c.recv(1)  # pgwarden closes it once handled
+        t, body = w.read_message()
+        assert t == b"E" and harness.error_fields(body)["C"] == "57014", (t, body)
+        # More of the same pipeline, then its Sync in a later packet: all skipped, one ReadyForQuery.
+        w.send(harness.bind_message() + harness.execute_message())
+        time.sleep(0.2)
+        w.send(harness.SYNC_MESSAGE)
+        assert w.until_ready() == [(b"Z", b"I")]
+        assert waiting_clients(admin) == 0
+        w.send(harness.parse_message("", "INSERT INTO cancel_pipeline VALUES (2)") + harness.bind_message()
+               + harness.execute_message() + harness.SYNC_MESSAGE)
+        wait_until(lambda: waiting_clients(admin) == 1, what="the next pipeline to queue")
+        holder.commit()
+        msgs = w.until_ready()
+        assert [t for t, _ in msgs] == [b"1", b"2", b"C", b"Z"], msgs
+        assert env.cluster.sql("SELECT string_agg(x::text, ',') FROM cancel_pipeline", db="app") == "2"
+    finally:
+        holder.close()
+        w.close()
+        admin.close()
+
+
+def test_a_cancel_while_paused_abandons_the_request(env):
+    pgw, admin = one_connection_pool_with_console(env, "cancel_paused")
+    w = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
+    try:
+        assert console_run(admin, "PAUSE app") == "PAUSE"
+        t, result = run_in_thread(lambda: w.execute("INSERT INTO cancel_paused VALUES (1)"))
+        wait_until(lambda: waiting_clients(admin) == 1, what="the INSERT to wait")
+        w.cancel()
+        t.join(10)
+        assert getattr(result.get("error"), "sqlstate", None) == "57014", result
+        assert console_run(admin, "RESUME app") == "RESUME"
+        assert w.execute("SELECT 1").fetchone()[0] == 1
+        assert env.cluster.sql("SELECT count(*) FROM cancel_paused", db="app") == "0"
+    finally:
+        admin.close()
+        w.close()
 
 
 def keepalive_timers(pid):

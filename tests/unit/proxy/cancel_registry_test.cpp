@@ -20,10 +20,44 @@ TEST(CancelRegistry, KeysAreUniqueAndNeedTheirSecret) {
   }
   auto key = r.add(slot);
   slot->set(CancelTarget{});
-  EXPECT_TRUE(r.find(key));
+  ASSERT_TRUE(r.find(key));
+  EXPECT_TRUE(r.find(key)->target);
   EXPECT_FALSE(r.find({key.process_id, key.secret_key ^ 1}));
   r.remove(key.process_id);
   EXPECT_FALSE(r.find(key));
+}
+
+TEST(CancelRegistry, ACancelWhileQueuedAbandonsThatWaitOnly) {
+  CancelRegistry r;
+  int wakes = 0;
+  auto slot = std::make_shared<CancelSlot>([&] { ++wakes; });
+  auto key = r.add(slot);
+  // Neither attached nor queued: nothing to do.
+  auto idle = r.find(key);
+  ASSERT_TRUE(idle);
+  EXPECT_FALSE(idle->target);
+  EXPECT_FALSE(idle->queued);
+  EXPECT_FALSE(slot->end_queue_wait());
+  // Queued: the cancel abandons the request and wakes the wait; the session learns it when the wait ends.
+  slot->begin_queue_wait();
+  EXPECT_FALSE(slot->cancelled_in_queue());
+  auto queued = r.find(key);
+  ASSERT_TRUE(queued);
+  EXPECT_TRUE(queued->queued);
+  EXPECT_FALSE(queued->target);
+  EXPECT_EQ(wakes, 1);
+  EXPECT_TRUE(slot->cancelled_in_queue());
+  EXPECT_TRUE(slot->end_queue_wait());
+  // Consumed: neither the next wait nor a cancel after the wait sees it.
+  EXPECT_FALSE(r.find(key)->queued);
+  slot->begin_queue_wait();
+  EXPECT_FALSE(slot->end_queue_wait());
+  // Attached (no longer queued): the cancel goes to the server, not to the queue.
+  slot->set(CancelTarget{});
+  auto attached = r.find(key);
+  EXPECT_TRUE(attached->target);
+  EXPECT_FALSE(attached->queued);
+  EXPECT_EQ(wakes, 1);
 }
 
 TEST(CancelRegistry, PeeringPutsTheInstanceIdInEveryKey) {
