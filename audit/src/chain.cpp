@@ -138,13 +138,15 @@ std::optional<std::string> Chain::seal(std::string body, std::uint64_t seq) {
 }
 
 std::string checkpoint_line(std::chrono::system_clock::time_point ts, std::string_view instance,
-                            std::uint64_t last_seq, const Digest& last_hash) {
+                            std::uint64_t last_seq, const Digest& last_hash,
+                            std::optional<std::uint64_t> kept_from) {
   std::string out = "{\"ts\":";
   out += '"';
   append_ts(out, ts);
   out += '"';
   out += ",\"seq\":" + std::to_string(last_seq) + ",\"event\":\"checkpoint\",\"instance\":";
   append_json_string(out, instance);
+  if (kept_from) out += ",\"kept_from\":" + std::to_string(*kept_from);
   out += ",\"hash\":\"" + to_hex(last_hash) + "\"}\n";
   return out;
 }

@@ -17,6 +17,7 @@ struct ParsedLine {
   std::string instance;
   std::optional<Digest> prev;  // absent in checkpoint lines
   Digest hash{};
+  std::optional<std::uint64_t> kept_from;  // checkpoint lines written with a file sink
 };
 
 // `line` without its '\n'. nullopt with `error` set when it is not an audit record or checkpoint line.

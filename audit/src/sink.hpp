@@ -42,6 +42,11 @@ class FileSink {
   bool needs_rotation(std::uint64_t buffered, std::size_t next) const noexcept;
   // path -> path.1 -> ... -> path.<rotate_keep> (the oldest is replaced), then a new empty path.
   std::error_code rotate(bool sync_first);
+  // The oldest seq the files hold (the first record of the oldest one); nullopt when they hold none.
+  std::optional<std::uint64_t> kept_from() const;
+  // What kept_from() will be after the next rotate() when it drops a file (path.<rotate_keep>, or the current
+  // file with rotate_keep = 0); nullopt when it drops none. `next_seq`: the seq the new file starts with.
+  std::optional<std::uint64_t> kept_from_after_rotation(std::uint64_t next_seq) const;
   const std::filesystem::path& path() const noexcept { return path_; }
   std::uint64_t size() const noexcept { return size_; }
 

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <stdexcept>
 
 #include "line.hpp"
@@ -215,6 +216,47 @@ std::error_code FileSink::sync() {
 bool FileSink::needs_rotation(std::uint64_t buffered, std::size_t next) const noexcept {
   const std::uint64_t have = size_ + buffered;
   return rotate_size_ != 0 && have != 0 && have + next > rotate_size_;
+}
+
+namespace {
+
+// The seq of a file's first record, from the start of its first line (pgwarden writes "ts" then "seq").
+std::optional<std::uint64_t> first_seq(const std::filesystem::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[128];
+  const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  const std::string_view head(buf, static_cast<std::size_t>(n));
+  constexpr std::string_view key = ",\"seq\":";
+  const auto at = head.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::uint64_t seq = 0;
+  const char* begin = head.data() + at + key.size();
+  const auto [end, ec] = std::from_chars(begin, head.data() + head.size(), seq);
+  if (ec != std::errc{} || end == begin) return std::nullopt;
+  return seq;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> FileSink::kept_from() const {
+  for (unsigned i = rotate_keep_; i >= 1; --i) {
+    if (auto seq = first_seq(rotated(i))) return seq;
+  }
+  return first_seq(path_);
+}
+
+std::optional<std::uint64_t> FileSink::kept_from_after_rotation(std::uint64_t next_seq) const {
+  if (rotate_keep_ == 0) return next_seq;
+  std::error_code ec;
+  if (!std::filesystem::exists(rotated(rotate_keep_), ec)) return std::nullopt;
+  for (unsigned i = rotate_keep_ - 1; i >= 1; --i) {
+    if (auto seq = first_seq(rotated(i))) return seq;
+  }
+  if (auto seq = first_seq(path_)) return seq;
+  return next_seq;
 }
 
 std::error_code FileSink::rotate(bool sync_first) {

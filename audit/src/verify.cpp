@@ -4,7 +4,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <unordered_map>
 
 #include "line.hpp"
@@ -42,6 +41,10 @@ class JsonReader {
       } else if (key == "instance") {
         if (!string(out.instance)) return fail(error, "instance must be a string");
         have_instance = true;
+      } else if (key == "kept_from") {
+        std::uint64_t k = 0;
+        if (!uint(k)) return fail(error, "kept_from must be a non-negative integer");
+        out.kept_from = k;
       } else if (key == "prev" || key == "hash") {
         std::string hex;
         if (!string(hex)) return fail(error, key + " must be a string");
@@ -330,15 +333,24 @@ struct Witness {
   std::uint64_t seq = 0;
   Digest hash{};
   Where where;
+  std::optional<std::uint64_t> kept_from;
 };
 
-bool read_file(const std::filesystem::path& p, std::string& out) {
+// A regular file only (a FIFO or a device put in a log's place would hang or exhaust memory), read whole in
+// one allocation of its size. "" on success, else why not.
+std::string read_file(const std::filesystem::path& p, std::string& out) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(p, ec);
+  if (ec) return ec.message();
+  if (!std::filesystem::is_regular_file(status)) return "not a regular file";
+  const auto size = std::filesystem::file_size(p, ec);
+  if (ec) return ec.message();
   std::ifstream in(p, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  return !in.bad();
+  if (!in) return "cannot open it";
+  out.resize(size);
+  in.read(out.data(), static_cast<std::streamsize>(size));
+  if (static_cast<std::uintmax_t>(in.gcount()) != size) return "it changed size while being read";
+  return {};
 }
 
 // Calls f(line_number, line, complete) for each line; `complete` is false for a last line with no '\n'.
@@ -383,8 +395,8 @@ VerifyResult verify(const std::vector<std::filesystem::path>& files, const Verif
 
   for (const auto& path : files) {
     std::string text;
-    if (!read_file(path, text)) {
-      result.problem = problem_at(path, 0, std::nullopt, "cannot read the file");
+    if (auto why = read_file(path, text); !why.empty()) {
+      result.problem = problem_at(path, 0, std::nullopt, "cannot read the file: " + why);
       return result;
     }
     FileScan scan;
@@ -401,17 +413,20 @@ VerifyResult verify(const std::vector<std::filesystem::path>& files, const Verif
       std::string error;
       auto parsed = detail::parse_line(line, error);
       if (!parsed) return stop(std::nullopt, "not a valid audit record: " + error);
-      if (parsed->event == "checkpoint") {
-        witnesses[parsed->instance].push_back({parsed->seq, parsed->hash, {path, n}});
-        return true;
-      }
+      // Checkpoint lines in a log (a captured stdout sink holds them) are no evidence: whoever edits the log
+      // can write them. Only --checkpoints files, kept elsewhere, witness.
+      if (parsed->event == "checkpoint") return true;
       if (!event_from_string(parsed->event))
         return stop(parsed->seq, "unknown event \"" + parsed->event + "\"");
       if (scan.records.empty()) {
         scan.instance = parsed->instance;
       } else if (parsed->instance != scan.instance) {
-        return stop(parsed->seq, "instance \"" + parsed->instance + "\" in a file of instance \"" +
-                                     scan.instance + "\" (one file holds one instance's chain)");
+        // audit.instance changed at a restart: the file goes on with the new name, and from here its records
+        // are that instance's chain (starting after the old one's last seq).
+        scans.push_back(std::move(scan));
+        scan = FileScan{};
+        scan.path = path;
+        scan.instance = parsed->instance;
       }
       RecordRef r;
       r.line = n;
@@ -520,8 +535,8 @@ VerifyResult verify(const std::vector<std::filesystem::path>& files, const Verif
   // Witnesses from --checkpoints files: checkpoint lines and chained lines (seq + hash of a record).
   for (const auto& path : options.checkpoints) {
     std::string text;
-    if (!read_file(path, text)) {
-      result.problem = problem_at(path, 0, std::nullopt, "cannot read the checkpoint file");
+    if (auto why = read_file(path, text); !why.empty()) {
+      result.problem = problem_at(path, 0, std::nullopt, "cannot read the checkpoint file: " + why);
       return result;
     }
     std::size_t found = 0;
@@ -531,7 +546,7 @@ VerifyResult verify(const std::vector<std::filesystem::path>& files, const Verif
       std::string error;
       auto parsed = detail::parse_line(line.substr(brace), error);
       if (!parsed) return true;  // not ours: syslog carries other programs' lines too
-      witnesses[parsed->instance].push_back({parsed->seq, parsed->hash, {path, n}});
+      witnesses[parsed->instance].push_back({parsed->seq, parsed->hash, {path, n}, parsed->kept_from});
       ++found;
       return true;
     });
@@ -559,6 +574,32 @@ VerifyResult verify(const std::vector<std::filesystem::path>& files, const Verif
       if (s.instance == instance &&
           (last_file == nullptr || s.records.front().seq > last_file->records.front().seq)) {
         last_file = &s;
+      }
+    }
+    // The oldest seq pgwarden's files still held at the newest checkpoint (it only grows): the kept files
+    // must reach back that far, or lines or whole files were deleted by someone other than rotation.
+    const Witness* kept = nullptr;
+    for (const Witness& w : list) {
+      if (w.kept_from && (kept == nullptr || *w.kept_from >= *kept->kept_from)) kept = &w;
+    }
+    if (kept != nullptr) {
+      // The files' first record, whichever instance wrote it (a file goes on under a renamed instance).
+      const FileScan* first = nullptr;
+      for (const auto& s : scans) {
+        if (s.path == chain->files.front() &&
+            (first == nullptr || s.records.front().seq < first->records.front().seq)) {
+          first = &s;
+        }
+      }
+      const std::uint64_t have = first->records.front().seq;
+      if (have > *kept->kept_from) {
+        result.problem = problem_at(
+            first->path, first->records.front().line, have,
+            "records " + std::to_string(*kept->kept_from) + ".." + std::to_string(have - 1) +
+                " are missing: " + kept->where.file.string() + ":" + std::to_string(kept->where.line) +
+                " says pgwarden's files still held them (the oldest file, or the first lines of a file, were "
+                "deleted; or that checkpoint export is older than the files given)");
+        return result;
       }
     }
     for (const Witness& w : list) {

@@ -115,6 +115,7 @@ struct AuditLog::Impl {
     stats.chain_head = to_hex(tail.last_hash);
     written_seq = tail.last_seq;
     written_hash = tail.last_hash;
+    if (file) kept_from = file->kept_from().value_or(next_seq);
     file_done = out_done = sys_done = tail.last_seq;
     const auto now = steady::now();
     last_sync = now;
@@ -273,6 +274,11 @@ struct AuditLog::Impl {
       if (file->needs_rotation(buffered, p.line->size())) {
         if (auto ec = flush()) return ec;
         if (auto ec = fault("rotate")) return ec;
+        if (auto k = file->kept_from_after_rotation(p.seq)) {
+          // Told to the other sinks before the file goes, so that no checkpoint after it still names it.
+          kept_from = *k;
+          checkpoint(true);
+        }
         if (auto ec = file->rotate(cfg.fsync != config::AuditFsync::off)) return ec;
         std::lock_guard lk(mu);
         ++stats.rotations;
@@ -437,11 +443,11 @@ struct AuditLog::Impl {
     handled_cv.notify_all();
   }
 
-  void checkpoint() {
+  void checkpoint(bool kept_from_changed = false) {
     if (!out && !sys) return;  // checkpoints go to the sinks other than the file
-    if (checkpointed && checkpoint_seq == written_seq) return;
-    const std::string line =
-        checkpoint_line(std::chrono::system_clock::now(), instance, written_seq, written_hash);
+    if (checkpointed && checkpoint_seq == written_seq && !kept_from_changed) return;
+    const std::string line = checkpoint_line(std::chrono::system_clock::now(), instance, written_seq,
+                                             written_hash, file ? std::optional(kept_from) : std::nullopt);
     std::error_code ec;
     if (out) {
       ec = fault("stdout");
@@ -574,6 +580,7 @@ struct AuditLog::Impl {
   Digest written_hash{};
   bool checkpointed = false;
   std::uint64_t checkpoint_seq = 0;
+  std::uint64_t kept_from = 1;  // the oldest seq the file sink's files hold (checkpoints carry it)
   bool unsynced = false;
   steady::time_point last_sync, next_checkpoint, retry_at;
 

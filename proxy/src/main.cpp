@@ -127,6 +127,16 @@ int audit_verify_main(int argc, char** argv) {
   }
   std::cout << (options.hmac_key ? "HMAC-SHA-256" : "SHA-256") << " chains verified: " << result.chains.size()
             << "\n";
+  // What a pass proves, said where it is read (exit status unchanged).
+  if (!options.hmac_key) {
+    std::cerr
+        << "pgwarden audit verify: note: without --hmac-key-file the chain is plain SHA-256, which anyone "
+           "who can edit the files can recompute: this shows the files are intact, not untampered\n";
+  }
+  if (options.checkpoints.empty()) {
+    std::cerr << "pgwarden audit verify: note: without --checkpoints a cut tail or a deleted oldest file "
+                 "cannot be seen\n";
+  }
   return 0;
 }
 

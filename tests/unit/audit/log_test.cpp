@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -122,6 +124,14 @@ VerifyResult verify_files(const std::vector<fs::path>& files, VerifyOptions o = 
 
 std::string problem(const VerifyResult& r) {
   return r.problem ? r.problem->to_string() : std::string("(no problem)");
+}
+
+// verify failed, naming this file and line, with a message that says `text`.
+void expect_problem(const VerifyResult& r, const fs::path& file, std::uint64_t line, std::string_view text) {
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.problem->file, file);
+  EXPECT_EQ(r.problem->line, line);
+  EXPECT_NE(r.problem->message.find(text), std::string::npos) << problem(r);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -469,11 +479,8 @@ TEST(AuditWriter, RotateKeepDeletesOldFilesAndVerifyAcceptsTheOldestKept) {
   EXPECT_TRUE(r.chains[0].starts_after_rotation);
   EXPECT_EQ(r.chains[0].last_seq, 60U);
   // A middle file missing is a gap, not a rotation.
-  auto gap = verify_files({dir / "a.jsonl", dir / "a.jsonl.2"});
-  ASSERT_FALSE(gap.ok());
-  EXPECT_EQ(gap.problem->file, dir / "a.jsonl");
-  EXPECT_EQ(gap.problem->line, 1U);
-  EXPECT_NE(gap.problem->message.find("rotated file was deleted"), std::string::npos) << problem(gap);
+  expect_problem(verify_files({dir / "a.jsonl", dir / "a.jsonl.2"}), dir / "a.jsonl", 1,
+                 "rotated file was deleted");
 }
 
 TEST(AuditWriter, RestartContinuesSeqAndPrev) {
@@ -904,17 +911,27 @@ TEST(AuditWriter, WriteFailureWithDropWritesRecordsDropped) {
   EXPECT_TRUE(verify_files({dir / "a.jsonl"}).ok());
 }
 
+// A Unix datagram socket bound at `path`, standing in for /dev/log; reads time out after `timeout`. -1 on
+// failure.
+int syslog_capture(const fs::path& path, timeval timeout) {
+  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  if (::bind(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(sock);
+    return -1;
+  }
+  ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  return sock;
+}
+
 TEST(AuditWriter, SyslogGetsRfc5424AndCheckpoints) {
   TempDir dir;
   const fs::path sock_path = dir / "log.sock";
-  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const int sock = syslog_capture(sock_path, {5, 0});
   ASSERT_GE(sock, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
-  ASSERT_EQ(::bind(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-  timeval tv{5, 0};
-  ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   auto s = settings(dir / "a.jsonl");
   s.sinks = {config::AuditSink::file, config::AuditSink::syslog};
   {
@@ -945,6 +962,113 @@ TEST(AuditWriter, SyslogGetsRfc5424AndCheckpoints) {
   auto r = verify_files({dir / "a.jsonl"}, o);
   ASSERT_TRUE(r.ok()) << problem(r);
   EXPECT_EQ(r.chains[0].checkpoints_matched, 4U);
+}
+
+TEST(AuditWriter, CheckpointsTellRotationFromDeletedFilesAndLines) {
+  TempDir dir;
+  const fs::path sock_path = dir / "log.sock";
+  const int sock = syslog_capture(sock_path, {0, 100'000});
+  ASSERT_GE(sock, 0);
+  // Drained as it comes: a Unix datagram socket queues only a few messages (net.unix.max_dgram_qlen).
+  std::vector<std::string> got;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    for (;;) {
+      char buf[65536];
+      const ssize_t n = ::recv(sock, buf, sizeof buf, 0);
+      if (n > 0) {
+        got.emplace_back(buf, static_cast<std::size_t>(n));
+      } else if (done.load()) {
+        return;
+      }
+    }
+  });
+  auto s = settings(dir / "a.jsonl");
+  s.sinks = {config::AuditSink::file, config::AuditSink::syslog};
+  s.rotate_size = 2000;
+  s.rotate_keep = 2;
+  {
+    AuditLog log(s, {{}, {}, sock_path});
+    for (int i = 0; i < 60; ++i)  // one at a time: rotations fall between batches and inside them
+      ASSERT_EQ(append_n(log, 1, i), 1) << i;
+  }
+  done = true;
+  reader.join();
+  ::close(sock);
+  const fs::path capture = dir / "syslog.txt";
+  write_lines(capture, got);
+  ASSERT_TRUE(fs::exists(dir / "a.jsonl.2"));
+  const std::vector<fs::path> kept{dir / "a.jsonl", dir / "a.jsonl.1", dir / "a.jsonl.2"};
+  VerifyOptions o;
+  o.checkpoints = {capture};
+  auto r = verify_files(kept, o);
+  ASSERT_TRUE(r.ok()) << problem(r);
+  EXPECT_TRUE(r.chains[0].starts_after_rotation);
+  EXPECT_GT(r.chains[0].checkpoints_older, 0U);  // they named records in files rotation removed
+
+  // The oldest kept file deleted by hand: without checkpoints it looks like one more rotation.
+  EXPECT_TRUE(verify_files({dir / "a.jsonl", dir / "a.jsonl.1"}).ok());
+  expect_problem(verify_files({dir / "a.jsonl", dir / "a.jsonl.1"}, o), dir / "a.jsonl.1", 1, "are missing");
+
+  // The first lines of the oldest file deleted.
+  auto oldest = lines_of(dir / "a.jsonl.2");
+  ASSERT_GT(oldest.size(), 2U);
+  oldest.erase(oldest.begin(), oldest.begin() + 2);
+  write_lines(dir / "a.jsonl.2", oldest);
+  EXPECT_TRUE(verify_files(kept).ok());
+  expect_problem(verify_files(kept, o), dir / "a.jsonl.2", 1, "are missing");
+}
+
+TEST(AuditVerifyInput, CheckpointLinesInALogAreNoEvidenceAndOnlyRegularFilesAreRead) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  {
+    AuditLog log(s);
+    EXPECT_EQ(append_n(log, 5), 5);
+  }
+  auto lines = lines_of(dir / "a.jsonl");
+  // A checkpoint written into the log by whoever edits it witnesses nothing (a stdout capture holds real
+  // ones, and still verifies).
+  auto cp = checkpoint_line(std::chrono::system_clock::now(), s.instance, 5,
+                            *from_hex(lines[4].substr(lines[4].size() - 66, 64)));
+  cp.pop_back();
+  lines.push_back(cp);
+  write_lines(dir / "a.jsonl", lines);
+  auto r = verify_files({dir / "a.jsonl"});
+  ASSERT_TRUE(r.ok()) << problem(r);
+  EXPECT_EQ(r.chains[0].checkpoints_matched, 0U);
+  // A FIFO or a device in a log's place is refused, not read for ever.
+  ASSERT_EQ(::mkfifo((dir / "a.jsonl.1").c_str(), 0600), 0);
+  auto fifo = verify_files({dir / "a.jsonl", dir / "a.jsonl.1"});
+  ASSERT_FALSE(fifo.ok());
+  EXPECT_NE(fifo.problem->message.find("not a regular file"), std::string::npos) << problem(fifo);
+  auto device = verify_files({"/dev/zero"});
+  ASSERT_FALSE(device.ok());
+  EXPECT_NE(device.problem->message.find("not a regular file"), std::string::npos) << problem(device);
+}
+
+TEST(AuditVerifyInput, ARenamedInstanceContinuesInTheSameFile) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  const std::string first_name = s.instance;
+  {
+    AuditLog log(s);
+    EXPECT_EQ(append_n(log, 4), 4);
+  }
+  s.instance = "renamed";
+  {
+    AuditLog log(s);
+    EXPECT_EQ(append_n(log, 3, 4), 3);
+  }
+  auto r = verify_files({dir / "a.jsonl"});
+  ASSERT_TRUE(r.ok()) << problem(r);
+  std::map<std::string, ChainSummary> by;
+  for (const auto& c : r.chains)
+    by[c.instance] = c;
+  ASSERT_EQ(by.size(), 2U);
+  EXPECT_EQ(by[first_name].records, 4U);
+  EXPECT_EQ(by["renamed"].first_seq, 5U);
+  EXPECT_EQ(by["renamed"].records, 3U);
 }
 
 TEST(AuditWriter, MissingSyslogSocketIsAFailure) {

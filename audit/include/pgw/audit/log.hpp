@@ -154,9 +154,13 @@ class Chain {
   Digest last_hash_;
 };
 
-// A checkpoint line (not chained): {"ts":...,"seq":<last seq>,"event":"checkpoint","instance":...,"hash":...}
+// A checkpoint line (not chained): {"ts":...,"seq":<last seq>,"event":"checkpoint","instance":...,
+// "kept_from":<seq>,"hash":...}. `kept_from` (with a file sink): the oldest seq its files still hold, so that
+// audit verify --checkpoints tells files deleted by rotation (rotate_keep) from files or lines deleted by
+// hand.
 std::string checkpoint_line(std::chrono::system_clock::time_point ts, std::string_view instance,
-                            std::uint64_t last_seq, const Digest& last_hash);
+                            std::uint64_t last_seq, const Digest& last_hash,
+                            std::optional<std::uint64_t> kept_from = std::nullopt);
 
 // ---------------------------------------------------------------------------------------------------------------
 // The writer
