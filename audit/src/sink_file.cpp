@@ -97,7 +97,30 @@ Tail FileSink::recover(const Hasher& hasher, const std::function<void(std::strin
     if (!read_at(fd, size - 1, 1, last)) {
       throw std::runtime_error("cannot read the audit log " + candidate.string());
     }
-    if (last != "\n") {
+    bool ends_in_newline = last == "\n";
+    if (!ends_in_newline) {
+      const auto cut = line_start_before(fd, size);
+      std::string tail_line;
+      std::string ignored;
+      Digest h{};
+      if (cut && read_at(fd, *cut, static_cast<std::size_t>(size - *cut), tail_line)) {
+        // A whole record that only lacks its newline (a write cut just before it, or an edit that removed
+        // it) is kept: cutting it could delete a record that was reported durable.
+        auto parsed = parse_line(tail_line, ignored);
+        if (parsed && parsed->event != "checkpoint" && hasher.hash(parsed->hashed, h) && h == parsed->hash) {
+          if (::pwrite(fd, "\n", 1, static_cast<off_t>(size)) != 1 || ::fdatasync(fd) != 0)
+            throw std::runtime_error("cannot end the last line of the audit log " + candidate.string());
+          if (alarm) {
+            alarm("audit log " + candidate.string() +
+                  ": the last record lacked its newline (a write cut just before it, or an edit); kept, "
+                  "newline added");
+          }
+          ++size;
+          ends_in_newline = true;
+        }
+      }
+    }
+    if (!ends_in_newline) {
       // A crash during a write left part of a line: it was never reported durable, so cut it off rather than
       // chain onto bytes that are not a record.
       const auto cut = line_start_before(fd, size);

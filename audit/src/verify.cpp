@@ -407,8 +407,10 @@ VerifyResult verify(const std::vector<std::filesystem::path>& files, const Verif
         return false;
       };
       if (!complete) {
-        return stop(std::nullopt,
-                    "the last line is incomplete (torn write: pgwarden cuts it off at its next start)");
+        return stop(
+            std::nullopt,
+            "the last line has no newline (a torn write or an edit: at its next start pgwarden cuts a "
+            "partial line off and ends a whole record)");
       }
       std::string error;
       auto parsed = detail::parse_line(line, error);

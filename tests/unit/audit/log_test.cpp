@@ -519,6 +519,28 @@ TEST(AuditWriter, RestartContinuesSeqAndPrev) {
   EXPECT_EQ(r.chains[0].last_seq, 33U);
 }
 
+TEST(AuditWriter, AWholeLastRecordWithoutItsNewlineIsKept) {
+  TempDir dir;
+  auto s = settings(dir / "a.jsonl");
+  {
+    AuditLog log(s);
+    EXPECT_EQ(append_n(log, 5), 5);
+  }
+  const std::string all = read_all(dir / "a.jsonl");
+  write_all(dir / "a.jsonl", all.substr(0, all.size() - 1));  // only the final '\n' gone
+  std::vector<std::string> alarms;
+  {
+    AuditLog log(s, {[&](std::string_view m) { alarms.emplace_back(m); }, {}, "/dev/log"});
+    ASSERT_EQ(alarms.size(), 1U);
+    EXPECT_NE(alarms[0].find("kept, newline added"), std::string::npos) << alarms[0];
+    EXPECT_EQ(read_all(dir / "a.jsonl"), all);  // record 5 is still there
+    EXPECT_EQ(append_n(log, 2, 5), 2);
+  }
+  auto r = verify_files({dir / "a.jsonl"});
+  ASSERT_TRUE(r.ok()) << problem(r);
+  EXPECT_EQ(r.chains[0].records, 7U);
+}
+
 TEST(AuditWriter, TornTailIsCutOffWithAnAlarm) {
   TempDir dir;
   auto s = settings(dir / "a.jsonl");
