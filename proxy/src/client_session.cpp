@@ -1208,7 +1208,7 @@ asio::awaitable<pool::AcquireResult> ClientSession::acquire_server() {
     } counted(*counters_);
     while (server_.paused(db_->name)) {
       if ((limit.count() > 0 && pool::Clock::now() - started >= limit) || !client_.is_open() ||
-          (cancel_slot_ && cancel_slot_->cancelled_in_queue())) {
+          cancelled_in_queue()) {
         waiting_since_.reset();
         co_return pool::AcquireResult{pool::AcquireResult::Status::timeout, nullptr, {}, {}};
       }
@@ -1219,6 +1219,11 @@ asio::awaitable<pool::AcquireResult> ClientSession::acquire_server() {
         co_return pool::AcquireResult{pool::AcquireResult::Status::cancelled, nullptr, {}, {}};
       }
     }
+  }
+  if (cancelled_in_queue()) {
+    // Cancelled while paused (a RESUME may have come in the same poll): no need to queue for the pool.
+    waiting_since_.reset();
+    co_return pool::AcquireResult{pool::AcquireResult::Status::timeout, nullptr, {}, {}};
   }
   auto r = co_await pool_->acquire(worker_.index(), worker_.io().get_executor(), ticket_);
   waiting_since_.reset();
@@ -1278,7 +1283,8 @@ bool ClientSession::attach_idle() {
 }
 
 void ClientSession::wake_cancelled_wait() {
-  if (queued_ && ticket_ && pool_) pool_->cancel(*ticket_);
+  // Posted: by now this may be a later wait, which only a cancel of its own may end (the flag is per wait).
+  if (cancelled_in_queue() && ticket_ && pool_) pool_->cancel(*ticket_);
 }
 
 asio::awaitable<SessionEnd> ClientSession::attach() {
@@ -1314,7 +1320,7 @@ asio::awaitable<SessionEnd> ClientSession::attach() {
   co_return SessionEnd::none;
 }
 
-void ClientSession::abandon_request(char type, bool whole) {
+void ClientSession::abandon_request(char type) {
   log_.info("request cancelled while it waited for a server connection: not run");
   Encoder e(outbox_);
   encode::error_response(e, Notice{"ERROR",
@@ -1322,13 +1328,7 @@ void ClientSession::abandon_request(char type, bool whole) {
                                    "canceling statement due to user request",
                                    "it was still waiting for a server connection and did not run",
                                    {}});
-  if (type == frontend::query || type == frontend::function_call) {
-    if (whole) {
-      encode::ready_for_query(e, backend::TransactionStatus::idle);
-    } else {
-      discard_ = Discard::this_message;
-    }
-  } else if (type == frontend::sync) {
+  if (type == frontend::query || type == frontend::function_call || type == frontend::sync) {
     encode::ready_for_query(e, backend::TransactionStatus::idle);
   } else {
     discard_ = Discard::until_sync;
@@ -1864,6 +1864,14 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
         pos += item.wire.size();
         continue;
       }
+      if (!server_conn_ &&
+          (type == frontend::copy_data || type == frontend::copy_done || type == frontend::copy_fail)) {
+        // No COPY is under way without a server connection (the one of a COPY abandoned by a cancel, say):
+        // PostgreSQL ignores these messages then, and so does pgwarden.
+        if (item.kind != Scanner::Kind::message) discard_ = Discard::rest_of_message;
+        pos += item.wire.size();
+        continue;
+      }
       if (!server_conn_ && item.kind == Scanner::Kind::message && answer_locally(type, item.body)) {
         pos += item.wire.size();
         continue;
@@ -1872,9 +1880,12 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
         // Nothing of this batch went to a server yet, so attaching here keeps every message in order.
         if (stop_reason_ != SessionEnd::none) co_return stop_reason_;
         if (!attach_idle()) {
+          // What pgwarden answered so far (a request abandoned by a cancel among it) goes out before the
+          // wait.
+          if (!outbox_.empty() && !co_await flush_outbox()) co_return SessionEnd::client_closed;
           if (auto r = co_await attach(); r != SessionEnd::none) co_return r;
           if (!server_conn_) {
-            abandon_request(type, item.kind == Scanner::Kind::message);
+            abandon_request(type);
             pos += item.wire.size();
             continue;
           }
@@ -1884,10 +1895,7 @@ asio::awaitable<SessionEnd> ClientSession::frontend_batch() {
     } else if (discard_ != Discard::none) {
       // The rest of a message being discarded.
       pos += item.wire.size();
-      if (discard_ == Discard::this_message && !client_scan_.mid_message()) {
-        outbox_.insert(outbox_.end(), std::begin(ready_idle_message), std::end(ready_idle_message));
-        discard_ = Discard::none;
-      }
+      if (discard_ == Discard::rest_of_message && !client_scan_.mid_message()) discard_ = Discard::none;
       continue;
     }
     if (item.kind == Scanner::Kind::message) {

@@ -113,9 +113,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Returns with no connection attached (and SessionEnd::none) when the client cancelled while it waited.
   asio::awaitable<SessionEnd> attach();
   void wake_cancelled_wait();  // a CancelRequest came while attach() waits: it ends the wait now
-  // The request attach() waited with was cancelled (`type`, whole or only begun): answered 57014, and what
-  // PostgreSQL would skip after an error is discarded.
-  void abandon_request(char type, bool whole);
+  // The request attach() waited with (a message of `type`) was cancelled: answered 57014, and what PostgreSQL
+  // would skip after an error is discarded.
+  void abandon_request(char type);
+  bool cancelled_in_queue() const { return queued_ && cancel_slot_->cancelled_in_queue(); }
   void attached(std::shared_ptr<pool::ServerConnection> connection);
   void detach_and_release(bool reusable);
   void aim_cancels();  // the client's CancelRequest goes to the attached server connection
@@ -230,8 +231,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // After a request cancelled while queued: the client's messages that PostgreSQL would skip after an error.
   enum class Discard : std::uint8_t {
     none,
-    until_sync,    // extended protocol: everything up to the next Sync, which is answered ReadyForQuery
-    this_message,  // the rest of a long Query or FunctionCall, then ReadyForQuery
+    until_sync,       // extended protocol: everything up to the next Sync, which is answered ReadyForQuery
+    rest_of_message,  // the rest of a long CopyData that no COPY takes
   };
   Discard discard_ = Discard::none;
   pool::ClientStatements statements_;

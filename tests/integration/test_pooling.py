@@ -594,6 +594,38 @@ def test_a_cancelled_pipeline_is_skipped_up_to_its_sync(env):
         admin.close()
 
 
+def test_a_cancel_is_answered_before_the_next_request_in_the_packet_waits(env):
+    # One packet: a COPY FROM STDIN with its data, then an INSERT, all queued behind the pool's one connection.
+    # The cancel abandons the COPY: its 57014 goes out at once (not after the INSERT's own wait), the COPY's data
+    # is ignored as PostgreSQL ignores it outside a COPY, and the INSERT runs once the connection frees up.
+    pgw, admin = one_connection_pool_with_console(env, "cancel_packet")
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    key = next(body for t, body in harness.scram_login(w, "alice", "alice-pw") if t == b"K")
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")  # holds the only connection in its transaction
+    try:
+        w.send(harness.query_message("COPY cancel_packet FROM STDIN") + harness.message(b"d", b"5\n")
+               + harness.message(b"c") + harness.query_message("INSERT INTO cancel_packet VALUES (7)"))
+        wait_until(lambda: waiting_clients(admin) == 1, what="the COPY to queue")
+        with socket.create_connection(("127.0.0.1", pgw.port), timeout=10) as c:
+            c.sendall(harness.cancel_request(*struct.unpack("!ii", key)))
+            c.recv(1)
+        msgs = w.until_ready(timeout=5)  # the holder still has the connection
+        assert [t for t, _ in msgs] == [b"E", b"Z"], msgs
+        assert harness.error_fields(msgs[0][1])["C"] == "57014"
+        wait_until(lambda: waiting_clients(admin) == 1, what="the INSERT to queue")
+        holder.commit()
+        msgs = w.until_ready()
+        assert [t for t, _ in msgs] == [b"C", b"Z"], msgs
+        w.send(harness.query_message("SELECT 42"))
+        assert [t for t, _ in w.until_ready()] == [b"T", b"D", b"C", b"Z"]
+        assert env.cluster.sql("SELECT string_agg(x::text, ',') FROM cancel_packet", db="app") == "7"
+    finally:
+        holder.close()
+        w.close()
+        admin.close()
+
+
 def test_a_cancel_while_paused_abandons_the_request(env):
     pgw, admin = one_connection_pool_with_console(env, "cancel_paused")
     w = psycopg.connect(env.via(pgw), password="alice-pw", autocommit=True)
@@ -603,6 +635,7 @@ def test_a_cancel_while_paused_abandons_the_request(env):
         wait_until(lambda: waiting_clients(admin) == 1, what="the INSERT to wait")
         w.cancel()
         t.join(10)
+        assert not t.is_alive(), "answered while still paused"
         assert getattr(result.get("error"), "sqlstate", None) == "57014", result
         assert console_run(admin, "RESUME app") == "RESUME"
         assert w.execute("SELECT 1").fetchone()[0] == 1
