@@ -1289,9 +1289,7 @@ void ClientSession::wake_cancelled_wait() {
 
 asio::awaitable<SessionEnd> ClientSession::attach() {
   cancel_slot_->begin_queue_wait();
-  queued_ = true;
   auto r = co_await acquire_server();
-  queued_ = false;
   if (cancel_slot_->end_queue_wait()) {
     // The client cancelled while it waited: the request does not run (a connection that came meanwhile got
     // nothing and goes back clean); the caller answers 57014.

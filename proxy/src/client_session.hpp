@@ -116,7 +116,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The request attach() waited with (a message of `type`) was cancelled: answered 57014, and what PostgreSQL
   // would skip after an error is discarded.
   void abandon_request(char type);
-  bool cancelled_in_queue() const { return queued_ && cancel_slot_->cancelled_in_queue(); }
+  // A cancel came during attach()'s wait (the slot's verdict is per wait: false outside one).
+  bool cancelled_in_queue() const { return cancel_slot_ && cancel_slot_->cancelled_in_queue(); }
   void attached(std::shared_ptr<pool::ServerConnection> connection);
   void detach_and_release(bool reusable);
   void aim_cancels();  // the client's CancelRequest goes to the attached server connection
@@ -227,7 +228,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   pool::Clock::time_point xact_started_{};               // the transaction's first request; {} = none open
   std::shared_ptr<pool::ServerConnection> server_conn_;  // attached now
   std::shared_ptr<pool::Pool::Ticket> ticket_;
-  bool queued_ = false;  // attach() waits for a server connection
   // After a request cancelled while queued: the client's messages that PostgreSQL would skip after an error.
   enum class Discard : std::uint8_t {
     none,

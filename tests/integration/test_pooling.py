@@ -556,23 +556,34 @@ def test_a_cancel_while_queued_for_a_connection_abandons_the_request(env, protoc
         admin.close()
 
 
+def raw_client_behind_a_holder(env, pgw):
+    """A raw protocol client (with its cancel key) and a psycopg client holding the pool's one connection in
+    its transaction; returns (wire, key, holder)."""
+    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
+    key = next(body for t, body in harness.scram_login(w, "alice", "alice-pw") if t == b"K")
+    holder = psycopg.connect(env.via(pgw), password="alice-pw")
+    holder.execute("SELECT 1")
+    return w, key, holder
+
+
+def send_cancel(pgw, key):
+    """A plaintext CancelRequest with the key from BackendKeyData; returns once pgwarden closed it."""
+    with socket.create_connection(("127.0.0.1", pgw.port), timeout=10) as c:
+        c.sendall(harness.cancel_request(*struct.unpack("!ii", key)))
+        c.recv(1)
+
+
 def test_a_cancelled_pipeline_is_skipped_up_to_its_sync(env):
     # Extended protocol without a Sync yet: after the 57014 everything up to the Sync is skipped, as PostgreSQL
     # skips after an error, however it arrives; the next pipeline waits for a connection again and runs.
     pgw, admin = one_connection_pool_with_console(env, "cancel_pipeline")
-    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
-    login = harness.scram_login(w, "alice", "alice-pw")
-    key = next(body for t, body in login if t == b"K")
-    holder = psycopg.connect(env.via(pgw), password="alice-pw")
-    holder.execute("SELECT 1")  # holds the only connection in its transaction
+    w, key, holder = raw_client_behind_a_holder(env, pgw)
     try:
         insert = "INSERT INTO cancel_pipeline VALUES (1)"
         w.send(harness.parse_message("", insert) + harness.bind_message() + harness.execute_message()
                + harness.FLUSH_MESSAGE)
         wait_until(lambda: waiting_clients(admin) == 1, what="the pipeline to queue")
-        with socket.create_connection(("127.0.0.1", pgw.port), timeout=10) as c:
-            c.sendall(harness.cancel_request(*struct.unpack("!ii", key)))
-            c.recv(1)  # pgwarden closes it once handled
+        send_cancel(pgw, key)
         t, body = w.read_message()
         assert t == b"E" and harness.error_fields(body)["C"] == "57014", (t, body)
         # More of the same pipeline, then its Sync in a later packet: all skipped, one ReadyForQuery.
@@ -599,17 +610,12 @@ def test_a_cancel_is_answered_before_the_next_request_in_the_packet_waits(env):
     # The cancel abandons the COPY: its 57014 goes out at once (not after the INSERT's own wait), the COPY's data
     # is ignored as PostgreSQL ignores it outside a COPY, and the INSERT runs once the connection frees up.
     pgw, admin = one_connection_pool_with_console(env, "cancel_packet")
-    w = harness.tls_startup(pgw.port, env.certs.ca_crt, {"user": "alice", "database": "app"})
-    key = next(body for t, body in harness.scram_login(w, "alice", "alice-pw") if t == b"K")
-    holder = psycopg.connect(env.via(pgw), password="alice-pw")
-    holder.execute("SELECT 1")  # holds the only connection in its transaction
+    w, key, holder = raw_client_behind_a_holder(env, pgw)
     try:
         w.send(harness.query_message("COPY cancel_packet FROM STDIN") + harness.message(b"d", b"5\n")
                + harness.message(b"c") + harness.query_message("INSERT INTO cancel_packet VALUES (7)"))
         wait_until(lambda: waiting_clients(admin) == 1, what="the COPY to queue")
-        with socket.create_connection(("127.0.0.1", pgw.port), timeout=10) as c:
-            c.sendall(harness.cancel_request(*struct.unpack("!ii", key)))
-            c.recv(1)
+        send_cancel(pgw, key)
         msgs = w.until_ready(timeout=5)  # the holder still has the connection
         assert [t for t, _ in msgs] == [b"E", b"Z"], msgs
         assert harness.error_fields(msgs[0][1])["C"] == "57014"
